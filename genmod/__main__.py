@@ -1,0 +1,3 @@
+from genmod.cli import main
+
+main()

@@ -1,0 +1,68 @@
+"""The files a run writes besides its checkpoint: image grids, metrics and the loss plot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from matplotlib.figure import Figure
+from torchvision.utils import save_image
+
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+LOSS_PLOT = "loss_plot.png"
+RECONSTRUCTIONS = "reconstructions.png"
+
+
+def samples_name(epoch: int) -> str:
+    return f"samples_epoch_{epoch:03d}.png"
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    save_image(images.detach().float().cpu().clamp(0, 1), path, nrow=nrow, padding=2)
+
+
+def save_reconstructions(originals: torch.Tensor, reconstructions: torch.Tensor, path: Path) -> None:
+    """Originals in odd rows, their reconstructions in the row below."""
+    n = len(originals)
+    rows = [t for i in range(0, n, 8) for t in (originals[i : i + 8], reconstructions[i : i + 8])]
+    save_grid(torch.cat(rows), path)
+
+
+def write_config(config: dict[str, Any], path: Path) -> None:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def write_metrics(history: Sequence[dict[str, Any]], path: Path) -> None:
+    """Rewrite the whole file, so it always agrees with the checkpoint's history."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in history))
+    tmp.replace(path)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_losses(history: Sequence[dict[str, Any]], path: Path) -> None:
+    """Train vs test negative ELBO per epoch, as in the seed notebook."""
+    figure = Figure(figsize=(6, 4), dpi=100)
+    axes = figure.subplots()
+    epochs = [row["epoch"] for row in history]
+    axes.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")
+    axes.plot(epochs, [row["test_loss"] for row in history], marker="o", label="test")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("negative ELBO (nats per image)")
+    axes.set_title("Training and test loss")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)

@@ -1,0 +1,39 @@
+"""genmod's built-in plugin: the standard normal prior, the Bernoulli likelihood and the
+torchvision datasets. It is registered through the ``genmod`` entry-point group like any
+third-party plugin, so it can be listed, replaced or left out in the same way."""
+
+from __future__ import annotations
+
+from genmod.builtins.datasets import DATASETS
+from genmod.builtins.likelihoods import BernoulliLikelihood
+from genmod.builtins.priors import StandardNormalPrior
+from genmod.hookspecs import hookimpl
+from genmod.specs import ComponentSpec
+
+
+@hookimpl
+def register_priors(register):
+    register(
+        ComponentSpec(
+            name="standard-normal",
+            factory=lambda options, ctx: StandardNormalPrior(ctx.latent_dim),
+            description="N(0, I); analytic KL against a diagonal Gaussian posterior.",
+        )
+    )
+
+
+@hookimpl
+def register_likelihoods(register):
+    register(
+        ComponentSpec(
+            name="bernoulli",
+            factory=lambda options, ctx: BernoulliLikelihood(len(ctx.data_shape)),
+            description="Independent Bernoulli per pixel on decoder logits (BCE with logits).",
+        )
+    )
+
+
+@hookimpl
+def register_datasets(register):
+    for spec in DATASETS:
+        register(spec)

@@ -1,0 +1,65 @@
+"""Saving and loading a run's full training state.
+
+A checkpoint holds everything needed to continue a run bit for bit: model, optimizer and
+scheduler states, the epoch, every random number generator, the metrics so far, and the
+resolved config. It is written atomically and read with ``weights_only=True``, so a crash
+never leaves a half-written file and loading a file cannot execute code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genmod.errors import CheckpointError
+
+FORMAT = "genmod-checkpoint"
+FORMAT_VERSION = 1
+FILENAME = "checkpoint.pt"
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` via a temporary file and an atomic rename."""
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, model_name: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint, refusing anything that is not a complete genmod checkpoint.
+
+    With ``model_name``, a checkpoint of another model is refused too.
+    """
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: the run has not finished an epoch yet")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path} is truncated, corrupted or not a genmod checkpoint ({reason[:120]})"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a genmod checkpoint")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {state.get('format_version')}; this genmod reads "
+            f"format {FORMAT_VERSION}"
+        )
+    if model_name is not None and state.get("model_name") != model_name:
+        raise CheckpointError(
+            f"{path} is a checkpoint of model '{state.get('model_name')}', not '{model_name}'"
+        )
+    return state

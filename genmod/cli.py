@@ -1,0 +1,167 @@
+"""The ``genmod`` command line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from genmod import __version__
+from genmod.config_loader import resolve_run_config
+from genmod.errors import ConfigError, GenmodError
+from genmod.progress import RunReporter
+from genmod.registry import KINDS, Registry, load_registry
+from genmod.runner import Run, default_out_dir, prepare_out_dir
+
+PLUGINS_ENV = "GENMOD_PLUGINS"
+
+app = typer.Typer(
+    name="genmod",
+    help="Train and inspect deep generative models built from plugins.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PluginOption = Annotated[
+    Optional[list[Path]],
+    typer.Option(
+        "--plugin",
+        help=f"Load a plugin from a .py file (repeatable; also ${PLUGINS_ENV}, path-separated).",
+        dir_okay=False,
+    ),
+]
+
+
+def _user_errors(command: F) -> F:
+    """Print a GenmodError as one line and exit with its code, instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except GenmodError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _registry(plugin_files: list[Path] | None) -> Registry:
+    files = list(plugin_files or [])
+    files += [Path(p) for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p]
+    return load_registry(files)
+
+
+@app.command("list")
+@_user_errors
+def list_command(
+    kind: Annotated[
+        Optional[str], typer.Option(help=f"Only this kind: {', '.join(KINDS)}.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    plugin: PluginOption = None,
+) -> None:
+    """List registered models, components and datasets, and plugins that failed to load."""
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"unknown kind '{kind}': use one of {', '.join(KINDS)}")
+    registry = _registry(plugin)
+    entries = registry.entries(kind)  # type: ignore[arg-type]
+    if as_json:
+        rows = [
+            {
+                "kind": e.kind,
+                "name": e.name,
+                "plugin": e.plugin.name,
+                "distribution": e.plugin.distribution,
+                "version": e.plugin.version,
+                "description": e.description,
+            }
+            for e in entries
+        ]
+        failures = [{"plugin": f.plugin.name, "error": f.error} for f in registry.failures]
+        typer.echo(json.dumps({"entries": rows, "failed": failures}, indent=2))
+        return
+    table = Table(title="genmod registry")
+    for column in ("kind", "name", "plugin", "version", "description"):
+        table.add_column(column, no_wrap=column in ("kind", "name"))
+    for e in entries:
+        table.add_row(e.kind, e.name, e.plugin.distribution, e.plugin.version, e.description)
+    console.print(table)
+    for failure in registry.failures:
+        console.print(
+            f"[red]failed to load[/] plugin '{failure.plugin.name}' "
+            f"({failure.plugin.distribution} {failure.plugin.version}): {failure.error}",
+            highlight=False,
+        )
+
+
+@app.command()
+@_user_errors
+def run(
+    model: Annotated[Optional[str], typer.Argument(help="Registered model to train with its shipped recipe.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Run config YAML file.", dir_okay=False)] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override a config key: --set train.lr=3e-4 (repeatable).")
+    ] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Shorthand for --set train.epochs=N.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Shorthand for --set train.seed=N.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the dataset (data.root).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder; default runs/<model>-<timestamp>.")] = None,
+    force: Annotated[bool, typer.Option(help="Write into --out even if it is not empty.")] = False,
+    resume: Annotated[
+        Optional[Path], typer.Option(help="Continue the run in this folder from its last checkpoint.", file_okay=False)
+    ] = None,
+    plugin: PluginOption = None,
+) -> None:
+    """Train a model; writes samples, a loss plot, metrics and a checkpoint."""
+    registry = _registry(plugin)
+    shorthands = {"train.epochs": epochs, "train.seed": seed, "train.device": device, "data.root": data_dir}
+    overrides = [*(set_ or []), *(f"{key}={value}" for key, value in shorthands.items() if value is not None)]
+    if resume is not None:
+        if model or config or set_ or seed is not None or data_dir is not None or out is not None:
+            raise ConfigError(
+                "--resume continues a run with its saved config: drop the model, --config, --set, "
+                "--seed, --data-dir and --out (only --epochs and --device may change)"
+            )
+        run_config = resolve_run_config(registry, run_dir=resume, overrides=overrides)
+        out_dir = resume
+    else:
+        run_config = resolve_run_config(registry, model=model, config_file=config, overrides=overrides)
+        out_dir = out or default_out_dir(run_config.model.name)
+    training = Run(run_config, registry, out_dir, RunReporter(console))
+    if resume is None:
+        prepare_out_dir(out_dir, force=force)
+    training.fit(resume=resume is not None)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"genmod {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Train and inspect deep generative models built from plugins."""
+
+
+def main() -> None:
+    app()

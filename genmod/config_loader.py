@@ -1,0 +1,130 @@
+"""Turning YAML files, ``--set key=value`` overrides and CLI flags into a validated RunConfig.
+
+Every mistake becomes a one-line :class:`ConfigError` naming the dotted key, before any
+data is read or any folder written.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError, create_model
+
+from genmod.artifacts import CONFIG
+from genmod.config import RunConfig
+from genmod.errors import ConfigError
+from genmod.registry import Registry
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"config file {path}{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of sections (model, data, train)")
+    return data
+
+
+def apply_override(config: dict[str, Any], assignment: str) -> None:
+    """Apply one ``dotted.key=value``; the value is parsed as YAML (``10``, ``3e-4``, ``[1, 2]``)."""
+    key, sep, raw_value = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE (e.g. train.lr=3e-4), got '{assignment}'")
+    try:
+        value = yaml.safe_load(raw_value)
+    except yaml.YAMLError:
+        value = raw_value
+    parts = key.strip().split(".")
+    node = config
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if isinstance(child, str):  # a component named by a bare string gains options
+            child = {"name": child}
+        elif child is None:
+            child = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: '{'.'.join(parts[: depth + 1])}' is a value, not a section")
+        node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _field_names(schema: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+    """The keys allowed in the section at ``loc`` of ``schema``."""
+    cls: Any = schema
+    for part in loc:
+        field = getattr(cls, "model_fields", {}).get(part)
+        cls = field.annotation if field is not None else None
+    return list(getattr(cls, "model_fields", {}))
+
+
+def _describe(error: Mapping[str, Any], schema: type[BaseModel]) -> str:
+    loc = [str(p) for p in error["loc"]]
+    key = ".".join(loc) or "config"
+    if error["type"] == "extra_forbidden":
+        allowed = _field_names(schema, loc[:-1])
+        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        hint = f"did you mean '{'.'.join([*loc[:-1], close[0]])}'?" if close else f"allowed: {', '.join(allowed)}"
+        return f"unknown config key '{key}': {hint}"
+    if error["type"] == "missing":
+        return f"config key '{key}' is required"
+    return f"config key '{key}' = {error.get('input')!r}: {error['msg']}"
+
+
+def validate_run_config(raw: dict[str, Any], registry: Registry) -> RunConfig:
+    """Validate a whole run config, the ``model`` section against its model's own class."""
+    model_section = raw.get("model")
+    if not isinstance(model_section, dict) or not model_section.get("name"):
+        raise ConfigError("config key 'model.name' is required: name a registered model (see 'genmod list')")
+    spec = registry.model(str(model_section["name"]))
+    schema = create_model(f"{spec.config.__name__}Run", __base__=RunConfig, model=(spec.config, ...))
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError("invalid config: " + "; ".join(_describe(e, schema) for e in exc.errors())) from None
+
+
+def resolve_run_config(
+    registry: Registry,
+    *,
+    model: str | None = None,
+    config_file: Path | None = None,
+    run_dir: Path | None = None,
+    overrides: Sequence[str] = (),
+) -> RunConfig:
+    """The run config from a model's shipped recipe, a YAML file or an earlier run's folder,
+    with overrides applied."""
+    if run_dir is not None:
+        if not (run_dir / CONFIG).is_file():
+            raise ConfigError(f"no run to resume in {run_dir}: it has no {CONFIG}")
+        raw = read_yaml(run_dir / CONFIG)
+    elif config_file is not None:
+        raw = read_yaml(config_file)
+        if model is not None and raw.get("model", {}).get("name") not in (None, model):
+            raise ConfigError(
+                f"{config_file} configures model '{raw['model']['name']}', not '{model}': drop one of the two"
+            )
+    elif model is not None:
+        spec = registry.model(model)
+        raw = read_yaml(spec.default_config) if spec.default_config else {}
+    else:
+        raise ConfigError("name a model (genmod run mlp-vae) or a config file (--config FILE)")
+    if model is not None:
+        raw.setdefault("model", {})["name"] = model
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return validate_run_config(raw, registry)

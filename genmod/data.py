@@ -1,0 +1,71 @@
+"""Where datasets live, and loading them once into tensors on the training device.
+
+Training batches by indexing one device tensor with a shuffled index: no per-sample Python
+transforms and no DataLoader workers in the hot loop.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from platformdirs import user_cache_dir
+
+from genmod.config import DataConfig
+from genmod.errors import DataError
+from genmod.specs import DatasetSpec
+
+DATA_DIR_ENV = "GENMOD_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class Data:
+    train: torch.Tensor
+    test: torch.Tensor
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one image, e.g. ``(1, 28, 28)``."""
+        return tuple(self.train.shape[1:])
+
+
+def resolve_root(config: DataConfig) -> tuple[Path, bool]:
+    """The data folder and whether a missing dataset may be downloaded into it.
+
+    Explicit folders (``data.root``, ``$GENMOD_DATA_DIR``) are never written to; only the
+    default user cache folder is.
+    """
+    if config.root is not None:
+        return config.root, False
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]), False
+    return Path(user_cache_dir("genmod")) / "data", True
+
+
+def load_data(spec: DatasetSpec, config: DataConfig, device: torch.device) -> Data:
+    """Read both splits of ``spec`` (the first ``config.limit`` training images) onto ``device``."""
+    root, download = resolve_root(config)
+    try:
+        train, test = (spec.load(root, split, download) for split in ("train", "test"))
+    except FileNotFoundError:
+        expected = ", ".join(spec.files) if spec.files else "its files"
+        raise DataError(
+            f"dataset '{spec.name}' not found in {root}: expected {expected}; "
+            f"point --data-dir (or data.root, or ${DATA_DIR_ENV}) at the folder holding them"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a broken file or failed download, from any loader
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"cannot read dataset '{spec.name}' from {root} ({reason}); "
+            "check the files are complete and uncorrupted, or delete them to re-download"
+        ) from None
+    if config.limit is not None:
+        if config.limit > len(train):
+            raise DataError(
+                f"data.limit = {config.limit} is larger than the {len(train)} training images "
+                f"of '{spec.name}'; lower it or remove it"
+            )
+        train = train[: config.limit]
+    return Data(train=train.to(device), test=test.to(device))

@@ -1,0 +1,41 @@
+"""Errors a user can act on.
+
+Every failure caused by what the user typed, configured or installed is raised as a
+:class:`GenmodError` subclass whose message is one line naming the problem and the fix. The
+CLI prints that line and exits with :attr:`GenmodError.exit_code`; anything else is a bug in
+genmod or a plugin and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class GenmodError(Exception):
+    """A problem the user can fix; its message is shown without a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(GenmodError):
+    """A config file, ``--set`` override or command-line option is invalid."""
+
+    exit_code = 2
+
+
+class UnknownNameError(ConfigError):
+    """A model, component or dataset name is not registered by any installed plugin."""
+
+
+class PluginError(GenmodError):
+    """A plugin is broken or conflicts with another plugin."""
+
+
+class DataError(GenmodError):
+    """A dataset cannot be found or read."""
+
+
+class CheckpointError(GenmodError):
+    """A checkpoint is missing, corrupted, or belongs to another model or config."""
+
+
+class TrainingError(GenmodError):
+    """Training cannot continue (for example the loss became NaN)."""

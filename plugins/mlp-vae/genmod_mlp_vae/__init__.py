@@ -1,0 +1,110 @@
+"""genmod's reference plugin: the seed notebook's fully connected VAE for 28x28 images.
+
+It uses nothing but genmod's public API, exactly as a third-party plugin would.
+Encoder 784-400-400-(mu, log sigma^2) with 20 latents and ReLU; decoder 20-400-400-784
+producing logits; the prior and likelihood are chosen by name in the config.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib.resources import files
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from genmod import (
+    VAE,
+    BuildContext,
+    ComponentContext,
+    ComponentSpec,
+    Decoder,
+    Encoder,
+    ModelSpec,
+    VAEConfig,
+    diagonal_gaussian,
+    hookimpl,
+)
+
+RECIPE = Path(str(files(__name__) / "mlp-vae.yaml"))
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers with ReLU between and after them."""
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes, sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class MLPEncoder(Encoder):
+    def __init__(self, data_shape: tuple[int, ...], hidden_dims: list[int], latent_dim: int) -> None:
+        super().__init__()
+        self.body = _mlp([math.prod(data_shape), *hidden_dims])
+        self.head = nn.Linear(hidden_dims[-1], 2 * latent_dim)
+
+    def forward(self, x: Tensor) -> Distribution:
+        mean, log_var = self.head(self.body(x.flatten(1))).chunk(2, dim=-1)
+        return diagonal_gaussian(mean, log_var)
+
+
+class MLPDecoder(Decoder):
+    def __init__(self, latent_dim: int, hidden_dims: list[int], data_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.data_shape = data_shape
+        self.body = _mlp([latent_dim, *hidden_dims])
+        self.head = nn.Linear(hidden_dims[-1], math.prod(data_shape))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.head(self.body(z)).unflatten(-1, self.data_shape)
+
+
+class MLPOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hidden_dims: list[int] = Field([400, 400], min_length=1, description="Widths of the hidden layers.")
+
+
+class MLPVAEConfig(VAEConfig):
+    hidden_dims: list[int] = Field(
+        [400, 400], min_length=1, description="Hidden layer widths of the encoder (mirrored in the decoder)."
+    )
+
+
+def build_mlp_vae(config: MLPVAEConfig, context: BuildContext) -> VAE:
+    shape = context.data_shape
+    encoder = MLPEncoder(shape, config.hidden_dims, config.latent_dim)
+    decoder = MLPDecoder(config.latent_dim, config.hidden_dims, shape)
+    return VAE(
+        encoder, decoder, context.prior(config, encoder), context.likelihood(config), beta=config.beta
+    )
+
+
+@hookimpl
+def register_models(register):
+    register(
+        ModelSpec(
+            name="mlp-vae",
+            config=MLPVAEConfig,
+            build=build_mlp_vae,
+            default_config=RECIPE,
+            description="The seed notebook's MLP VAE (784-400-400-20) with a correct ELBO.",
+        )
+    )
+
+
+@hookimpl
+def register_encoders(register):
+    def factory(options: MLPOptions, context: ComponentContext) -> MLPEncoder:
+        return MLPEncoder(context.data_shape, options.hidden_dims, context.latent_dim)
+
+    register(ComponentSpec("mlp", factory, MLPOptions, "ReLU MLP to a diagonal Gaussian q(z|x)."))
+
+
+@hookimpl
+def register_decoders(register):
+    def factory(options: MLPOptions, context: ComponentContext) -> MLPDecoder:
+        return MLPDecoder(context.latent_dim, options.hidden_dims, context.data_shape)
+
+    register(ComponentSpec("mlp", factory, MLPOptions, "ReLU MLP from z to per-pixel parameters."))

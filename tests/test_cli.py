@@ -1,0 +1,145 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from genmod.cli import app
+
+RUN_FILES = {
+    "config.yaml",
+    "metrics.jsonl",
+    "samples_epoch_000.png",
+    "samples_epoch_001.png",
+    "reconstructions.png",
+    "loss_plot.png",
+    "checkpoint.pt",
+}
+
+
+def genmod(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def small_run(out: Path, *extra: str):
+    return genmod("run", "mlp-vae", "--out", out, "--device", "cpu", "--set", "data.limit=1000", *extra)
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_help_lists_the_commands():
+    result = genmod("--help")
+    assert result.exit_code == 0
+    for command in ("list", "run"):
+        assert command in result.output
+
+
+def test_list_shows_the_reference_model_and_builtins():
+    result = genmod("list")
+    assert result.exit_code == 0, result.output
+    for name in ("mlp-vae", "genmod-mlp-vae", "standard-normal", "bernoulli", "mnist"):
+        assert name in result.output
+    listed = json.loads(genmod("list", "--json").output)
+    kinds = {(e["kind"], e["name"]) for e in listed["entries"]}
+    assert {("model", "mlp-vae"), ("prior", "standard-normal"), ("likelihood", "bernoulli")} <= kinds
+
+
+def test_run_writes_every_output(tmp_path):
+    out = tmp_path / "run"
+    result = genmod("run", "mlp-vae", "--epochs", 1, "--set", "data.limit=2000", "--out", out, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert RUN_FILES <= {p.name for p in out.iterdir()}
+    (row,) = metrics(out)
+    assert row["epoch"] == 1 and 100 < row["test_loss"] < 300 and row["test_kl"] > 0
+    with Image.open(out / "samples_epoch_001.png") as grid:
+        assert grid.size == (8 * 30 + 2, 8 * 30 + 2)  # 64 images of 28 px, 2 px padding
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epoch"] == 1 and checkpoint["model_name"] == "mlp-vae"
+    assert "test -ELBO" in result.output and "Run summary" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (("--set", "train.lr=0"), "train.lr"),
+        (("--set", "train.lr=-1e-3"), "train.lr"),
+        (("--set", "train.batch_size=0"), "train.batch_size"),
+        (("--epochs", "0"), "train.epochs"),
+        (("--set", "train.lrr=0.1"), "train.lrr"),
+        (("--set", "model.latent_dim=ten"), "model.latent_dim"),
+        (("--set", "model.hidden=[10]"), "model.hidden"),
+        (("--set", "sampling.n=3"), "sampling"),
+        (("--set", "train.lr"), "KEY=VALUE"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_key(tmp_path, args, key):
+    out = tmp_path / "never"
+    result = genmod("run", "mlp-vae", "--out", out, *args)
+    assert result.exit_code == 2, result.output
+    assert key in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_unknown_model_suggests_the_close_name():
+    result = genmod("run", "mlp-vea")
+    assert result.exit_code == 2
+    assert "unknown model 'mlp-vea'" in result.output and "mlp-vae" in result.output
+
+
+def test_config_file_and_typo_hint(tmp_path):
+    config = tmp_path / "exp.yaml"
+    config.write_text("model:\n  name: mlp-vae\n  latent_dim: 4\ntrain:\n  epoch: 1\n")
+    result = genmod("run", "--config", config)
+    assert result.exit_code == 2 and "train.epoch" in result.output and "train.epochs" in result.output
+
+
+def test_same_seed_gives_identical_losses(tmp_path):
+    for name in ("a", "b"):
+        assert small_run(tmp_path / name, "--epochs", 2, "--seed", 7).exit_code == 0
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(metrics(tmp_path / "a")) == strip(metrics(tmp_path / "b"))
+    assert small_run(tmp_path / "c", "--epochs", 2, "--seed", 8).exit_code == 0
+    assert metrics(tmp_path / "c")[0]["train_loss"] != metrics(tmp_path / "a")[0]["train_loss"]
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    assert small_run(tmp_path / "whole", "--epochs", 3).exit_code == 0
+    assert small_run(tmp_path / "split", "--epochs", 2).exit_code == 0
+    resumed = genmod("run", "--resume", tmp_path / "split", "--epochs", 3)
+    assert resumed.exit_code == 0, resumed.output
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(metrics(tmp_path / "split")) == strip(metrics(tmp_path / "whole"))
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["model"]
+    split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(whole[k], split[k]) for k in whole)
+
+
+def test_non_empty_output_folder_is_refused(tmp_path):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = small_run(out, "--epochs", 1)
+    assert result.exit_code == 2 and "not empty" in result.output and "--force" in result.output
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_corrupted_checkpoint_is_refused(tmp_path):
+    out = tmp_path / "run"
+    assert small_run(out, "--epochs", 1).exit_code == 0
+    data = (out / "checkpoint.pt").read_bytes()
+    (out / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    result = genmod("run", "--resume", out, "--epochs", 2)
+    assert result.exit_code == 1
+    assert "corrupted" in result.output and "Traceback" not in result.output
+
+
+def test_missing_data_names_the_folder_and_files(tmp_path):
+    result = genmod("run", "mlp-vae", "--data-dir", tmp_path / "nowhere", "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "nowhere" in result.output and "train-images-idx3-ubyte" in result.output
+    assert not (tmp_path / "out").exists()
