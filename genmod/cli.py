@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, Optional, TypeVar, get_args
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from genmod import __version__
+from genmod.config import ComponentRef
 from genmod.config_loader import resolve_run_config
-from genmod.errors import ConfigError, GenmodError
+from genmod.errors import ConfigError, GenmodError, UnknownNameError
 from genmod.progress import RunReporter
 from genmod.registry import KINDS, Registry, load_registry
 from genmod.runner import Run, default_out_dir, prepare_out_dir
+from genmod.scaffold import new_plugin
 
 PLUGINS_ENV = "GENMOD_PLUGINS"
 
@@ -146,6 +151,66 @@ def run(
     if resume is None:
         prepare_out_dir(out_dir, force=force)
     training.fit(resume=resume is not None)
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is ComponentRef:
+        return "component name"
+    if isinstance(annotation, type) and not get_args(annotation):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("pathlib.", "")
+
+
+def _schema_table(config: type[BaseModel], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("key", "type", "default", "description"):
+        table.add_column(column)
+    for key, field in config.model_fields.items():
+        default = "required" if field.is_required() else field.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):
+            default = default.model_dump()
+        cells = (key, _type_name(field.annotation), str(default), field.description or "")
+        table.add_row(*(escape(cell) for cell in cells))
+    return table
+
+
+@app.command()
+@_user_errors
+def info(
+    name: Annotated[str, typer.Argument(help="A model, component or dataset name from 'genmod list'.")],
+    plugin: PluginOption = None,
+) -> None:
+    """Show what NAME is, where it comes from, and its config schema."""
+    registry = _registry(plugin)
+    entries = [e for e in registry.entries() if e.name == name]
+    if not entries:
+        close = difflib.get_close_matches(name, {e.name for e in registry.entries()}, n=3, cutoff=0.5)
+        hint = f": did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownNameError(f"nothing named '{name}' is registered{hint} (see 'genmod list')")
+    for entry in entries:
+        console.print(f"[bold]{entry.kind} {entry.name}[/]: {entry.description}", highlight=False)
+        console.print(
+            f"  from plugin '{entry.plugin.name}' ({entry.plugin.distribution} {entry.plugin.version})",
+            highlight=False,
+        )
+        if entry.kind == "model":
+            console.print(f"  recipe: {entry.spec.default_config or 'the config defaults'}", highlight=False)
+            console.print(_schema_table(entry.spec.config, "model section"))
+        elif entry.kind == "dataset":
+            console.print(f"  files: {', '.join(entry.spec.files) or 'not listed'}", highlight=False)
+        else:
+            console.print(_schema_table(entry.spec.config, f"options ({entry.kind}: {{name: {entry.name}, ...}})"))
+
+
+@app.command("new-plugin")
+@_user_errors
+def new_plugin_command(
+    name: Annotated[str, typer.Argument(help="Plugin name, e.g. 'laplace' (package genmod-laplace).")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where to create the package folder.", file_okay=False)] = Path("."),
+) -> None:
+    """Create an installable plugin package with an example prior, a model, a recipe and a test."""
+    root = new_plugin(name, directory)
+    console.print(f"created {root}\nnext: pip install -e {root} && genmod list", highlight=False)
 
 
 def _version(value: bool) -> None:

@@ -15,9 +15,9 @@ import yaml
 from pydantic import BaseModel, ValidationError, create_model
 
 from genmod.artifacts import CONFIG
-from genmod.config import RunConfig
+from genmod.config import ComponentRef, RunConfig
 from genmod.errors import ConfigError
-from genmod.registry import Registry
+from genmod.registry import COMPONENT_KINDS, Registry
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -72,17 +72,20 @@ def _field_names(schema: type[BaseModel], loc: Sequence[Any]) -> list[str]:
     return list(getattr(cls, "model_fields", {}))
 
 
-def _describe(error: Mapping[str, Any], schema: type[BaseModel]) -> str:
+def _describe(error: Mapping[str, Any], schema: type[BaseModel], prefix: str = "") -> str:
     loc = [str(p) for p in error["loc"]]
-    key = ".".join(loc) or "config"
+    full = [prefix, *loc] if prefix else loc
+    key = ".".join(full) or "config"
     if error["type"] == "extra_forbidden":
         allowed = _field_names(schema, loc[:-1])
         close = difflib.get_close_matches(loc[-1], allowed, n=1)
-        hint = f"did you mean '{'.'.join([*loc[:-1], close[0]])}'?" if close else f"allowed: {', '.join(allowed)}"
+        hint = f"did you mean '{'.'.join([*full[:-1], close[0]])}'?" if close else f"allowed: {', '.join(allowed) or 'none'}"
         return f"unknown config key '{key}': {hint}"
     if error["type"] == "missing":
         return f"config key '{key}' is required"
-    return f"config key '{key}' = {error.get('input')!r}: {error['msg']}"
+    value = error.get("input")
+    shown = "" if isinstance(value, (dict, list)) else f" = {value!r}"
+    return f"config key '{key}'{shown}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def validate_run_config(raw: dict[str, Any], registry: Registry) -> RunConfig:
@@ -93,9 +96,23 @@ def validate_run_config(raw: dict[str, Any], registry: Registry) -> RunConfig:
     spec = registry.model(str(model_section["name"]))
     schema = create_model(f"{spec.config.__name__}Run", __base__=RunConfig, model=(spec.config, ...))
     try:
-        return schema.model_validate(raw)
+        config = schema.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError("invalid config: " + "; ".join(_describe(e, schema) for e in exc.errors())) from None
+    _check_components(config, registry)
+    return config
+
+
+def _check_components(config: RunConfig, registry: Registry) -> None:
+    """Validate every component the model config names, before any work is done."""
+    for field, value in config.model:
+        if isinstance(value, ComponentRef) and field in COMPONENT_KINDS:
+            try:
+                registry.component_options(field, value)  # type: ignore[arg-type]
+            except ValidationError as exc:
+                options = registry.get(field, value.name).spec.config  # type: ignore[arg-type]
+                problems = [_describe(e, options, prefix=f"model.{field}") for e in exc.errors()]
+                raise ConfigError(f"invalid config ({field} '{value.name}'): " + "; ".join(problems)) from None
 
 
 def resolve_run_config(

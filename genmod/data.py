@@ -25,11 +25,6 @@ class Data:
     train: torch.Tensor
     test: torch.Tensor
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """The shape of one image, e.g. ``(1, 28, 28)``."""
-        return tuple(self.train.shape[1:])
-
 
 def resolve_root(config: DataConfig) -> tuple[Path, bool]:
     """The data folder and whether a missing dataset may be downloaded into it.
@@ -49,17 +44,16 @@ def load_data(spec: DatasetSpec, config: DataConfig, device: torch.device) -> Da
     root, download = resolve_root(config)
     try:
         train, test = (spec.load(root, split, download) for split in ("train", "test"))
-    except FileNotFoundError:
-        expected = ", ".join(spec.files) if spec.files else "its files"
-        raise DataError(
-            f"dataset '{spec.name}' not found in {root}: expected {expected}; "
-            f"point --data-dir (or data.root, or ${DATA_DIR_ENV}) at the folder holding them"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - a broken file or failed download, from any loader
+    except Exception as exc:  # noqa: BLE001 - a missing or broken file or a failed download, from any loader
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        expected = ", ".join(spec.files) if spec.files else "its files"
+        where = f"point --data-dir (or data.root, or ${DATA_DIR_ENV}) at the folder holding {expected}"
+        if isinstance(exc, FileNotFoundError):
+            raise DataError(f"dataset '{spec.name}' not found in {root}: {where}") from None
+        if download:
+            raise DataError(f"dataset '{spec.name}' is not in {root} and downloading it failed ({reason}): {where}") from None
         raise DataError(
-            f"cannot read dataset '{spec.name}' from {root} ({reason}); "
-            "check the files are complete and uncorrupted, or delete them to re-download"
+            f"cannot read dataset '{spec.name}' from {root} ({reason}): check that {expected} are complete"
         ) from None
     if config.limit is not None:
         if config.limit > len(train):

@@ -46,6 +46,7 @@ _SPEC_TYPES: dict[Kind, type] = {
     "likelihood": ComponentSpec,
     "dataset": DatasetSpec,
 }
+COMPONENT_KINDS: tuple[Kind, ...] = ("encoder", "decoder", "prior", "likelihood")
 _COMPONENT_TYPES: dict[str, type[nn.Module]] = {
     "encoder": Encoder,
     "decoder": Decoder,
@@ -119,21 +120,31 @@ class Registry:
     def dataset(self, name: str) -> DatasetSpec:
         return self.get("dataset", name).spec
 
+    def component_options(self, kind: Kind, ref: ComponentRef) -> Any:
+        """``ref``'s options validated by the component's own config class.
+
+        Raises pydantic's ``ValidationError``; callers name the config key it belongs to.
+        """
+        return self.get(kind, ref.name).spec.config.model_validate(ref.options)
+
     def build_component(self, kind: Kind, ref: ComponentRef, context: ComponentContext) -> nn.Module:
-        """Validate ``ref``'s options against the component's config and build it."""
+        """Build the component ``ref`` names, refusing one that does not honour its interface."""
         entry = self.get(kind, ref.name)
-        spec: ComponentSpec = entry.spec
         try:
-            options = spec.config.model_validate(ref.options)
+            options = self.component_options(kind, ref)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            key = ".".join(str(p) for p in first["loc"]) or "options"
-            raise ConfigError(f"{kind} '{ref.name}' option {key}: {first['msg']}") from None
-        module = spec.factory(options, context)
+            raise ConfigError(f"{kind} '{ref.name}': {exc.errors()[0]['msg']}") from None
+        try:
+            module = entry.spec.factory(options, context)
+        except Exception as exc:  # noqa: BLE001 - plugin code: report it, with where it came from
+            raise PluginError(
+                f"plugin '{entry.plugin.name}' ({entry.plugin.distribution}): {kind} '{ref.name}' "
+                f"could not be built: {type(exc).__name__}: {exc}"
+            ) from None
         expected = _COMPONENT_TYPES[kind]
         if not isinstance(module, expected):
             raise PluginError(
-                f"plugin '{entry.plugin.name}': {kind} '{ref.name}' built a "
+                f"plugin '{entry.plugin.name}' ({entry.plugin.distribution}): {kind} '{ref.name}' built a "
                 f"{type(module).__name__}, not a genmod.{expected.__name__} subclass"
             )
         return module

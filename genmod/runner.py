@@ -16,6 +16,7 @@ from genmod.checkpoint import FILENAME as CHECKPOINT, load_checkpoint, save_chec
 from genmod.config import RunConfig
 from genmod.data import Data, load_data
 from genmod.errors import CheckpointError, ConfigError, GenmodError, PluginError
+from genmod.probe import probe_model
 from genmod.progress import RunReporter
 from genmod.registry import Registry
 from genmod.specs import BuildContext
@@ -72,13 +73,16 @@ def prepare_out_dir(path: Path, *, force: bool) -> None:
         raise ConfigError(f"cannot write to output folder {path} ({exc.strerror}): choose another --out") from None
 
 
-def build_model(config: RunConfig, registry: Registry, data_shape: tuple[int, ...]) -> VAE:
+def build_model(config: RunConfig, registry: Registry, probe: torch.Tensor) -> VAE:
+    """Build the configured model for data like ``probe`` and check it on that batch."""
     entry = registry.get("model", config.model.name)
-    model = entry.spec.build(config.model, BuildContext(data_shape, registry))
+    model = entry.spec.build(config.model, BuildContext(tuple(probe.shape[1:]), registry))
     if not isinstance(model, VAE):
         raise PluginError(
-            f"plugin '{entry.plugin.name}': model '{entry.name}' built a {type(model).__name__}, not a genmod.VAE"
+            f"plugin '{entry.plugin.name}' ({entry.plugin.distribution}): model '{entry.name}' built a "
+            f"{type(model).__name__}, not a genmod.VAE"
         )
+    probe_model(model.to(probe.device), probe, entry.name)
     return model
 
 
@@ -117,7 +121,7 @@ class Run:
                 f"train.batch_size = {train.batch_size} is larger than the {len(self.data.train)} "
                 "training images: lower it"
             )
-        self.model = build_model(config, registry, self.data.shape).to(self.device)
+        self.model = build_model(config, registry, self.data.train[:2])
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train.lr)
         self.scheduler = (
             torch.optim.lr_scheduler.StepLR(self.optimizer, train.lr_step_size, train.lr_gamma)

@@ -1,0 +1,80 @@
+"""Checking a freshly built model against the interfaces before training starts.
+
+A component that breaks its contract (wrong return type, wrong shape, a crash) is caught on a
+two-image probe batch and reported with the plugin it came from, instead of failing deep inside
+the training loop.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import packages_distributions
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from genmod.errors import PluginError
+from genmod.vae import VAE
+
+
+def _origin(part: nn.Module) -> str:
+    """The distribution (or module) a component's class was defined in."""
+    top = type(part).__module__.split(".")[0]
+    dists = packages_distributions().get(top)
+    return f"plugin '{dists[0]}'" if dists else f"module '{type(part).__module__}'"
+
+
+class _Probe:
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+
+    def fail(self, part: nn.Module, role: str, problem: str) -> PluginError:
+        return PluginError(
+            f"{_origin(part)}: {role} {type(part).__name__} of model '{self.model_name}' {problem}"
+        )
+
+    def expect(self, ok: bool, part: nn.Module, role: str, problem: str) -> None:
+        if not ok:
+            raise self.fail(part, role, problem)
+
+    def call(self, part: nn.Module, role: str, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - any crash in plugin code is reported as such
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise self.fail(part, role, f"failed on a probe batch: {type(exc).__name__}: {reason}") from None
+
+
+@torch.no_grad()
+def probe_model(model: VAE, x: Tensor, model_name: str) -> None:
+    """Run ``x`` (a couple of real images) through every part and check the shapes."""
+    p = _Probe(model_name)
+    n = len(x)
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        q = p.call(model.encoder, "encoder", model.encoder, x)
+        p.expect(isinstance(q, Distribution), model.encoder, "encoder",
+                 f"returned a {type(q).__name__}, not a torch.distributions.Distribution")
+        p.expect(q.batch_shape == (n,) and len(q.event_shape) == 1, model.encoder, "encoder",
+                 f"returned batch shape {tuple(q.batch_shape)} and event shape {tuple(q.event_shape)}; "
+                 f"expected ({n},) and (latent_dim,)")
+        z = p.call(model.encoder, "encoder", q.rsample)
+        params = p.call(model.decoder, "decoder", model.decoder, z)
+        p.expect(isinstance(params, Tensor) and params.shape == x.shape, model.decoder, "decoder",
+                 f"returned {tuple(getattr(params, 'shape', ())) or type(params).__name__}; expected a tensor "
+                 f"of the data's shape {tuple(x.shape)}")
+        px = p.call(model.likelihood, "likelihood", model.likelihood, params)
+        p.expect(isinstance(px, Distribution), model.likelihood, "likelihood",
+                 f"returned a {type(px).__name__}, not a torch.distributions.Distribution")
+        log_px = p.call(model.likelihood, "likelihood", px.log_prob, x)
+        p.expect(log_px.shape == (n,), model.likelihood, "likelihood",
+                 f"log_prob has shape {tuple(log_px.shape)}; expected ({n},), one value per image "
+                 "(sum over the data dimensions, e.g. with Independent)")
+        mean = p.call(model.likelihood, "likelihood", model.likelihood.mean, params)
+        p.expect(mean.shape == x.shape, model.likelihood, "likelihood",
+                 f"mean has shape {tuple(mean.shape)}; expected the data's {tuple(x.shape)}")
+        samples = p.call(model.prior, "prior", model.prior.sample, 3)
+        p.expect(samples.shape == (3, *q.event_shape), model.prior, "prior",
+                 f"sample(3) has shape {tuple(samples.shape)}; expected {(3, *q.event_shape)}")
+        log_pz = p.call(model.prior, "prior", model.prior.log_prob, z)
+        p.expect(log_pz.shape == (n,), model.prior, "prior",
+                 f"log_prob has shape {tuple(log_pz.shape)}; expected ({n},)")
