@@ -103,12 +103,12 @@ def list_command(
     for column in ("kind", "name", "plugin", "version", "description"):
         table.add_column(column, no_wrap=column in ("kind", "name"))
     for e in entries:
-        table.add_row(e.kind, e.name, e.plugin.distribution, e.plugin.version, e.description)
+        table.add_row(*(escape(cell) for cell in (e.kind, e.name, e.plugin.distribution, e.plugin.version, e.description)))
     console.print(table)
     for failure in registry.failures:
         console.print(
             f"[red]failed to load[/] plugin '{failure.plugin.name}' "
-            f"({failure.plugin.distribution} {failure.plugin.version}): {failure.error}",
+            f"({failure.plugin.distribution} {failure.plugin.version}): {escape(failure.error)}",
             highlight=False,
         )
 

@@ -1,0 +1,45 @@
+"""docs/writing-plugins.md is executed: its files are written, its commands run, in order."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "writing-plugins.md"
+BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
+
+
+def run_command(line: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    words = shlex.split(line)
+    if words[0] == "genmod":
+        command = [sys.executable, "-m", "genmod", *words[1:]]
+    elif words[:3] == ["pip", "install", "-e"]:
+        # Installed into a folder of the test's own instead of the environment running the tests.
+        command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                   "--target", env["PYTHONPATH"], words[3]]
+    else:
+        command = ["bash", "-c", line]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_writing_plugins_walkthrough_runs(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    executed = 0
+    for language, body in BLOCK.findall(DOC.read_text()):
+        first, _, rest = body.partition("\n")
+        if first.startswith("# file: "):
+            path = tmp_path / first.removeprefix("# file: ")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(rest if language == "toml" else body)
+        elif language == "console":
+            for line in body.splitlines():
+                if line.startswith("$ "):
+                    result = run_command(line[2:], tmp_path, env)
+                    assert result.returncode == 0, f"{line}\n{result.stdout}\n{result.stderr}"
+                    executed += 1
+    assert executed >= 10
+    for run in ("laplace", "laplace-narrow", "laplace-package", "gumbel"):
+        assert (tmp_path / "runs" / run / "checkpoint.pt").is_file(), run
+    assert "scale: 0.5" in (tmp_path / "runs" / "laplace-narrow" / "config.yaml").read_text()

@@ -1,0 +1,103 @@
+"""The plugin kit: the new-plugin scaffold, info, local plugins and broken-plugin messages."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from genmod.cli import app
+
+BROKEN = """
+from torch import nn
+from genmod import ComponentSpec, Decoder, hookimpl
+
+
+class FlatDecoder(Decoder):
+    def __init__(self, latent_dim):
+        super().__init__()
+        self.linear = nn.Linear(latent_dim, 784)
+
+    def forward(self, z):
+        return self.linear(z)  # forgets to restore the image shape
+
+
+class NotADecoder(nn.Module):
+    def forward(self, z):
+        return z
+
+
+class ForgotForward(Decoder):
+    pass
+
+
+@hookimpl
+def register_decoders(register):
+    register(ComponentSpec("flat", lambda options, ctx: FlatDecoder(ctx.latent_dim)))
+    register(ComponentSpec("plain", lambda options, ctx: NotADecoder()))
+    register(ComponentSpec("forgot", lambda options, ctx: ForgotForward()))
+"""
+
+
+def genmod(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize(
+    ("decoder", "message"),
+    [
+        ("flat", "decoder FlatDecoder of model 'beta-vae' returned (2, 784); expected a tensor of the data's shape (2, 1, 28, 28)"),
+        ("plain", "decoder 'plain' built a NotADecoder, not a genmod.Decoder subclass"),
+        ("forgot", "does not implement forward()"),
+    ],
+)
+def test_broken_components_are_refused_naming_the_plugin(tmp_path, decoder, message):
+    plugin = tmp_path / "shoddy.py"
+    plugin.write_text(BROKEN)
+    out = tmp_path / "out"
+    result = genmod("run", "beta-vae", "--plugin", plugin, "--set", f"model.decoder={decoder}", "--out", out)
+    assert result.exit_code == 1
+    assert message in result.output and "shoddy" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_plugins_from_environment_variable(tmp_path, monkeypatch):
+    plugin = tmp_path / "shoddy.py"
+    plugin.write_text(BROKEN)
+    monkeypatch.setenv("GENMOD_PLUGINS", str(plugin))
+    result = genmod("list", "--kind", "decoder")
+    assert result.exit_code == 0
+    assert {"flat", "plain", "forgot", "mlp", "conv"} <= set(result.output.split())
+    assert "prior" not in result.output.split()
+
+
+def test_info_shows_origin_and_config_schema():
+    result = genmod("info", "vampprior")
+    assert result.exit_code == 0
+    for text in ("prior vampprior", "genmod-zoo 0.1.0", "pseudo_inputs", "int", "500", "pseudo-inputs K"):
+        assert text in result.output
+    model = genmod("info", "iwae")
+    for text in ("model iwae", "latent_dim", "Importance samples", "recipe:", "iwae.yaml"):
+        assert text in model.output
+    assert genmod("info", "vamprior").exit_code == 2
+
+
+def test_new_plugin_scaffold_installs_lists_trains_and_passes_its_own_test(tmp_path):
+    created = genmod("new-plugin", "student-t", "--dir", tmp_path)
+    assert created.exit_code == 0, created.output
+    package = tmp_path / "genmod-student-t"
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", site, package],
+        check=True, capture_output=True,
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    own_tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", package / "tests"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert own_tests.returncode == 0, own_tests.stdout + own_tests.stderr
+    assert "3 passed" in own_tests.stdout
+    assert genmod("new-plugin", "student-t", "--dir", tmp_path).exit_code == 2  # never overwrites
+    assert genmod("new-plugin", "Bad Name").exit_code == 2
