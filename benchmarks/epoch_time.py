@@ -76,7 +76,7 @@ def main() -> None:
     config = resolve_run_config(registry, model="mlp-vae")
 
     torch.manual_seed(0)
-    genmod_model = build_model(config, registry, images[:2])
+    genmod_model = build_model(config, registry, tuple(images.shape[1:]))
     genmod_opt = torch.optim.Adam(genmod_model.parameters(), lr=1e-3)
     bare_model = BareVAE()
     bare_opt = torch.optim.Adam(bare_model.parameters(), lr=1e-3)

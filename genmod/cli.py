@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar, get_args
 
+import torch
 import typer
 from pydantic import BaseModel
 from rich.console import Console
@@ -22,10 +23,13 @@ from genmod.config_loader import resolve_run_config
 from genmod.errors import ConfigError, GenmodError, UnknownNameError
 from genmod.progress import RunReporter
 from genmod.registry import KINDS, Registry, load_registry
-from genmod.runner import Run, default_out_dir, prepare_out_dir
+from genmod.data import binarize_once, load_data
+from genmod.evaluation import importance_sampled_nll
+from genmod.runner import Run, default_out_dir, load_trained, prepare_out_dir, select_device
 from genmod.scaffold import new_plugin
 
 PLUGINS_ENV = "GENMOD_PLUGINS"
+EVAL_FILE = "eval.json"
 
 app = typer.Typer(
     name="genmod",
@@ -151,6 +155,41 @@ def run(
     if resume is None:
         prepare_out_dir(out_dir, force=force)
     training.fit(resume=resume is not None)
+
+
+@app.command("eval")
+@_user_errors
+def eval_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by 'genmod run'.", file_okay=False)],
+    k: Annotated[int, typer.Option("--k", min=1, help="Importance samples per image.")] = 5000,
+    split: Annotated[str, typer.Option(help="test or train.")] = "test",
+    images: Annotated[Optional[int], typer.Option(min=1, help="Evaluate the first N images only.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the importance samples.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the dataset (default: the run's).")] = None,
+    plugin: PluginOption = None,
+) -> None:
+    """Importance-sampled negative log-likelihood and negative ELBO of a trained run."""
+    if split not in ("test", "train"):
+        raise ConfigError(f"--split must be test or train, not '{split}'")
+    registry = _registry(plugin)
+    target = select_device(device)
+    config, model, state = load_trained(run_dir, registry, target)
+    data_config = config.data.model_copy(update={"root": data_dir} if data_dir else {})
+    data = load_data(registry.dataset(data_config.name), data_config, target)
+    chosen = data.test if split == "test" else (binarize_once(data.train) if data.dynamic_binarization else data.train)
+    torch.manual_seed(seed)
+    result = importance_sampled_nll(model, chosen[:images], k)
+    report = {"model": config.model.name, "epoch": state["epoch"], "split": split, "seed": seed, **result.to_dict()}
+    (run_dir / EVAL_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    table = Table(title=f"{config.model.name} after {state['epoch']} epochs, {split} set ({result.images} images)")
+    table.add_column("per image (nats)")
+    table.add_column("value", justify="right")
+    table.add_row(f"IS negative log-likelihood (k={k})", f"{result.nll:.2f} ± {result.nll_se:.2f}")
+    table.add_row("negative ELBO", f"{result.negative_elbo:.2f} ± {result.negative_elbo_se:.2f}")
+    table.add_row("seconds", f"{result.seconds:.1f}")
+    console.print(table)
+    console.print(f"saved {run_dir / EVAL_FILE}", highlight=False)
 
 
 def _type_name(annotation: Any) -> str:

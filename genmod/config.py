@@ -8,7 +8,7 @@ genmod's. Unknown keys are errors everywhere, so a typo never silently falls bac
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_serializer, model_validator
 
@@ -68,6 +68,12 @@ class DataConfig(_Strict):
         "folder the dataset is downloaded into.",
     )
     limit: int | None = Field(None, ge=1, description="Train on the first N images only.")
+    binarize: Literal["none", "dynamic", "static"] = Field(
+        "none",
+        description="none: grey levels as they are; dynamic: a fresh Bernoulli draw of each training "
+        "image every time it is used; static: every image drawn once. The test set is binarized "
+        "once with a fixed seed in both cases, so NLLs compare across runs.",
+    )
 
 
 class TrainConfig(_Strict):

@@ -20,10 +20,22 @@ from genmod.specs import DatasetSpec
 DATA_DIR_ENV = "GENMOD_DATA_DIR"
 
 
+# Binarized evaluation sets are drawn with this seed whatever the run's seed, so that the
+# test set is the same 0/1 images in every run and NLLs are comparable.
+BINARIZE_SEED = 0
+
+
 @dataclass(frozen=True)
 class Data:
     train: torch.Tensor
     test: torch.Tensor
+    dynamic_binarization: bool = False
+    """Whether each training batch must be binarized afresh (``data.binarize: dynamic``)."""
+
+
+def binarize_once(images: torch.Tensor) -> torch.Tensor:
+    """One fixed Bernoulli draw of every pixel."""
+    return torch.bernoulli(images, generator=torch.Generator().manual_seed(BINARIZE_SEED))
 
 
 def resolve_root(config: DataConfig) -> tuple[Path, bool]:
@@ -62,4 +74,8 @@ def load_data(spec: DatasetSpec, config: DataConfig, device: torch.device) -> Da
                 f"of '{spec.name}'; lower it or remove it"
             )
         train = train[: config.limit]
-    return Data(train=train.to(device), test=test.to(device))
+    if config.binarize != "none":
+        test = binarize_once(test)
+    if config.binarize == "static":
+        train = binarize_once(train)
+    return Data(train.to(device), test.to(device), dynamic_binarization=config.binarize == "dynamic")

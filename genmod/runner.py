@@ -14,6 +14,7 @@ import torch
 from genmod import artifacts
 from genmod.checkpoint import FILENAME as CHECKPOINT, load_checkpoint, save_checkpoint
 from genmod.config import RunConfig
+from genmod.config_loader import resolve_run_config
 from genmod.data import Data, load_data
 from genmod.errors import CheckpointError, ConfigError, GenmodError, PluginError
 from genmod.probe import probe_model
@@ -73,17 +74,37 @@ def prepare_out_dir(path: Path, *, force: bool) -> None:
         raise ConfigError(f"cannot write to output folder {path} ({exc.strerror}): choose another --out") from None
 
 
-def build_model(config: RunConfig, registry: Registry, probe: torch.Tensor) -> VAE:
-    """Build the configured model for data like ``probe`` and check it on that batch."""
+def build_model(
+    config: RunConfig, registry: Registry, data_shape: tuple[int, ...], probe: torch.Tensor | None = None
+) -> VAE:
+    """Build the configured model for images of ``data_shape``; check it on ``probe`` if given."""
     entry = registry.get("model", config.model.name)
-    model = entry.spec.build(config.model, BuildContext(tuple(probe.shape[1:]), registry))
+    model = entry.spec.build(config.model, BuildContext(tuple(data_shape), registry))
     if not isinstance(model, VAE):
         raise PluginError(
             f"plugin '{entry.plugin.name}' ({entry.plugin.distribution}): model '{entry.name}' built a "
             f"{type(model).__name__}, not a genmod.VAE"
         )
-    probe_model(model.to(probe.device), probe, entry.name)
+    if probe is not None:
+        probe_model(model.to(probe.device), probe, entry.name)
     return model
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"the checkpoint does not match this model or config ({reason[:150]})") from None
+
+
+def load_trained(run_dir: Path, registry: Registry, device: torch.device) -> tuple[RunConfig, VAE, dict[str, Any]]:
+    """The config, the model with its last checkpoint's weights (in eval mode), and the checkpoint."""
+    config = resolve_run_config(registry, run_dir=run_dir)
+    state = load_checkpoint(run_dir / CHECKPOINT, config.model.name)
+    model = build_model(config, registry, tuple(state["data_shape"]))
+    load_weights(model, state["model"])
+    return config, model.to(device).eval(), state
 
 
 @contextmanager
@@ -121,7 +142,7 @@ class Run:
                 f"train.batch_size = {train.batch_size} is larger than the {len(self.data.train)} "
                 "training images: lower it"
             )
-        self.model = build_model(config, registry, self.data.train[:2])
+        self.model = build_model(config, registry, tuple(self.data.train.shape[1:]), probe=self.data.train[:2])
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train.lr)
         self.scheduler = (
             torch.optim.lr_scheduler.StepLR(self.optimizer, train.lr_step_size, train.lr_gamma)
@@ -137,6 +158,7 @@ class Run:
             "model_name": self.config.model.name,
             "config": self.config.to_dict(),
             "epoch": self.epoch,
+            "data_shape": list(self.data.train.shape[1:]),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
@@ -149,14 +171,13 @@ class Run:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        load_weights(self.model, state["model"])
         try:
-            self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
-        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-            reason = str(exc).strip().splitlines()[0]
-            raise CheckpointError(f"the checkpoint does not match this run's model or config ({reason[:150]})") from None
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"the checkpoint's optimizer state does not match this config ({exc})") from None
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -221,7 +242,7 @@ class Run:
         lr = self.optimizer.param_groups[0]["lr"]
         fit = train_epoch(
             self.model, self.optimizer, self.data.train, train.batch_size, self.generator, epoch,
-            on_progress=self.reporter.step,
+            on_progress=self.reporter.step, binarize=self.data.dynamic_binarization,
         )
         test = evaluate(self.model, self.data.test, train.eval_batch_size)
         if self.scheduler is not None:

@@ -24,9 +24,9 @@ class EpochStats:
     kl: float
 
 
-def _summed_terms(model: VAE, x: Tensor) -> tuple[Tensor, Tensor]:
+def _summed_terms(model: torch.nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
     """The objective for ``x`` and the batch sums of (-ELBO, reconstruction, KL), detached."""
-    loss, terms = model.loss(x)
+    loss, terms = model(x)
     sums = torch.stack((terms.negative_elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()))
     return loss, sums.detach()
 
@@ -44,8 +44,11 @@ def train_epoch(
     generator: torch.Generator,
     epoch: int,
     on_progress: Callable[[int, float], None] = lambda steps, loss: None,
+    binarize: bool = False,
 ) -> EpochStats:
     """One pass over ``images`` in an order drawn from ``generator``.
+
+    With ``binarize``, each batch is replaced by a fresh Bernoulli draw of its pixels.
 
     ``on_progress(steps_done, recent_loss)`` is called every :data:`REPORT_EVERY` steps.
     A non-finite loss raises :class:`TrainingError` naming the epoch and step, before the
@@ -57,7 +60,8 @@ def train_epoch(
     recent: list[Tensor] = []
     batches = order.split(batch_size)
     for step, index in enumerate(batches, start=1):
-        loss, sums = _summed_terms(model, images[index])
+        x = images[index]
+        loss, sums = _summed_terms(model, torch.bernoulli(x) if binarize else x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -47,11 +47,15 @@ class VAE(nn.Module):
         terms = self.elbo(x)
         return (terms.reconstruction + self.beta * terms.kl).mean(), terms
 
-    def log_likelihood(self, x: Tensor, k: int, chunk_size: int = 500) -> Tensor:
-        """Importance-sampled ``log p(x) ≈ log (1/k) Σ p(x, z_i) / q(z_i|x)`` per example.
+    def forward(self, x: Tensor) -> tuple[Tensor, ELBOTerms]:
+        """The training objective; ``forward`` so that wrappers such as DDP see the call."""
+        return self.loss(x)
 
-        The ``k`` samples are drawn ``chunk_size`` at a time and combined with log-sum-exp, so
-        memory is bounded by one chunk while the estimate uses all ``k``.
+    def log_importance_weights(self, x: Tensor, k: int, chunk_size: int = 500) -> Tensor:
+        """``log p(x, z_i) - log q(z_i|x)`` for ``k`` posterior samples per example, shape ``(k, batch)``.
+
+        Samples are drawn ``chunk_size`` at a time, so the decoder never sees more than
+        ``chunk_size * batch`` latents at once.
         """
         posterior = self.encoder(x)
         chunks = []
@@ -59,7 +63,11 @@ class VAE(nn.Module):
             z = posterior.rsample((min(chunk_size, k - start),))
             log_px_z = self.likelihood(self.decoder(z)).log_prob(x)
             chunks.append(log_px_z + self.prior.log_prob(z) - posterior.log_prob(z))
-        return log_mean_exp(torch.cat(chunks), dim=0)
+        return torch.cat(chunks)
+
+    def log_likelihood(self, x: Tensor, k: int, chunk_size: int = 500) -> Tensor:
+        """Importance-sampled ``log p(x) ≈ log (1/k) Σ p(x, z_i) / q(z_i|x)`` per example."""
+        return log_mean_exp(self.log_importance_weights(x, k, chunk_size), dim=0)
 
     def sample(self, n: int) -> Tensor:
         """``n`` images: the likelihood's mean at latents drawn from the prior."""

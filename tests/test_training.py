@@ -10,7 +10,7 @@ def test_200_steps_on_real_mnist_lower_the_loss_clearly(registry, mnist):
     train, test = mnist
     torch.manual_seed(0)
     config = resolve_run_config(registry, model="mlp-vae")
-    model = build_model(config, registry, train[:2])
+    model = build_model(config, registry, tuple(train.shape[1:]))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     held_out = test[:2000]
 

@@ -91,7 +91,7 @@ def test_bernoulli_likelihood_is_binary_cross_entropy():
 def built(registry, mnist, model, *overrides, seed=0):
     config = resolve_run_config(registry, model=model, overrides=overrides)
     torch.manual_seed(seed)
-    return build_model(config, registry, mnist[0][:2])
+    return build_model(config, registry, (1, 28, 28))
 
 
 def test_iwae_with_one_sample_is_the_elbo(registry, mnist):
