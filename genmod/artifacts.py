@@ -16,6 +16,7 @@ CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 LOSS_PLOT = "loss_plot.png"
 RECONSTRUCTIONS = "reconstructions.png"
+EVAL = "eval.json"
 
 
 def samples_name(epoch: int) -> str:

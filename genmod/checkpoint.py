@@ -18,7 +18,8 @@ import torch
 from genmod.errors import CheckpointError
 
 FORMAT = "genmod-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+REQUIRED = ("model_name", "config", "epoch", "position", "data_shape", "model", "optimizer", "scheduler", "rng", "history")
 FILENAME = "checkpoint.pt"
 
 
@@ -58,6 +59,9 @@ def load_checkpoint(path: Path, model_name: str | None = None) -> dict[str, Any]
             f"{path} has checkpoint format {state.get('format_version')}; this genmod reads "
             f"format {FORMAT_VERSION}"
         )
+    missing = [key for key in REQUIRED if key not in state]
+    if missing:
+        raise CheckpointError(f"{path} is incomplete: it lacks {', '.join(missing)}")
     if model_name is not None and state.get("model_name") != model_name:
         raise CheckpointError(
             f"{path} is a checkpoint of model '{state.get('model_name')}', not '{model_name}'"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar, get_args
@@ -17,19 +19,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from genmod import __version__
+from genmod import __version__, artifacts
 from genmod.config import ComponentRef
 from genmod.config_loader import resolve_run_config
 from genmod.errors import ConfigError, GenmodError, UnknownNameError
 from genmod.progress import RunReporter
 from genmod.registry import KINDS, Registry, load_registry
 from genmod.data import binarize_once, load_data
+from genmod.distributed import launch
 from genmod.evaluation import importance_sampled_nll
-from genmod.runner import Run, default_out_dir, load_trained, prepare_out_dir, select_device
+from genmod.run_index import list_runs
+from genmod.runner import Run, load_trained, select_device
 from genmod.scaffold import new_plugin
 
 PLUGINS_ENV = "GENMOD_PLUGINS"
-EVAL_FILE = "eval.json"
 
 app = typer.Typer(
     name="genmod",
@@ -62,7 +65,8 @@ def _user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except GenmodError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            if os.environ.get("RANK", "0") == "0":  # one message, not one per process
+                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -129,16 +133,22 @@ def run(
     seed: Annotated[Optional[int], typer.Option(help="Shorthand for --set train.seed=N.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the dataset (data.root).")] = None,
+    logger: Annotated[Optional[str], typer.Option(help="Shorthand for --set train.logger=NAME (tensorboard).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder; default runs/<model>-<timestamp>.")] = None,
     force: Annotated[bool, typer.Option(help="Write into --out even if it is not empty.")] = False,
     resume: Annotated[
         Optional[Path], typer.Option(help="Continue the run in this folder from its last checkpoint.", file_okay=False)
     ] = None,
+    nproc: Annotated[
+        Optional[int], typer.Option(min=1, help="Train with N processes via torchrun (DistributedDataParallel).")
+    ] = None,
     plugin: PluginOption = None,
 ) -> None:
     """Train a model; writes samples, a loss plot, metrics and a checkpoint."""
     registry = _registry(plugin)
-    shorthands = {"train.epochs": epochs, "train.seed": seed, "train.device": device, "data.root": data_dir}
+    shorthands = {
+        "train.epochs": epochs, "train.seed": seed, "train.device": device, "data.root": data_dir, "train.logger": logger
+    }
     overrides = [*(set_ or []), *(f"{key}={value}" for key, value in shorthands.items() if value is not None)]
     if resume is not None:
         if model or config or set_ or seed is not None or data_dir is not None or out is not None:
@@ -150,11 +160,16 @@ def run(
         out_dir = resume
     else:
         run_config = resolve_run_config(registry, model=model, config_file=config, overrides=overrides)
-        out_dir = out or default_out_dir(run_config.model.name)
-    training = Run(run_config, registry, out_dir, RunReporter(console))
-    if resume is None:
-        prepare_out_dir(out_dir, force=force)
-    training.fit(resume=resume is not None)
+        out_dir = out
+    if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
+        # The config is valid: hand the same command to torchrun, once per process.
+        options = {"--config": config, "--epochs": epochs, "--seed": seed, "--device": device,
+                   "--data-dir": data_dir, "--logger": logger, "--out": out, "--resume": resume}
+        argv = ["run", *([model] if model else []), *(a for s in set_ or [] for a in ("--set", s))]
+        argv += [a for name, value in options.items() if value is not None for a in (name, str(value))]
+        argv += ["--force"] * force + [a for p in plugin or [] for a in ("--plugin", str(p))]
+        raise typer.Exit(launch([sys.executable, "-m", "genmod", *argv], nproc))
+    Run(run_config, registry, out_dir, RunReporter(console), resume=resume is not None, force=force).fit()
 
 
 @app.command("eval")
@@ -181,7 +196,7 @@ def eval_command(
     torch.manual_seed(seed)
     result = importance_sampled_nll(model, chosen[:images], k)
     report = {"model": config.model.name, "epoch": state["epoch"], "split": split, "seed": seed, **result.to_dict()}
-    (run_dir / EVAL_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    (run_dir / artifacts.EVAL).write_text(json.dumps(report, indent=2) + "\n")
     table = Table(title=f"{config.model.name} after {state['epoch']} epochs, {split} set ({result.images} images)")
     table.add_column("per image (nats)")
     table.add_column("value", justify="right")
@@ -189,7 +204,102 @@ def eval_command(
     table.add_row("negative ELBO", f"{result.negative_elbo:.2f} ± {result.negative_elbo_se:.2f}")
     table.add_row("seconds", f"{result.seconds:.1f}")
     console.print(table)
-    console.print(f"saved {run_dir / EVAL_FILE}", highlight=False)
+    console.print(f"saved {run_dir / artifacts.EVAL}", highlight=False)
+
+
+RunDir = Annotated[Path, typer.Argument(help="A run folder written by 'genmod run'.", file_okay=False)]
+
+
+@app.command()
+@_user_errors
+def sample(
+    run_dir: RunDir,
+    n: Annotated[int, typer.Option("-n", min=1, help="Number of images.")] = 64,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="PNG file; default RUN_DIR/samples.png.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the prior draws.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    plugin: PluginOption = None,
+) -> None:
+    """Draw images from a trained model's prior and save them as a grid."""
+    _, model, _ = load_trained(run_dir, _registry(plugin), select_device(device))
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        images = model.sample(n)
+    path = output or run_dir / "samples.png"
+    artifacts.save_grid(images, path, nrow=math.ceil(math.sqrt(n)))
+    console.print(f"saved {n} samples to {path}", highlight=False)
+
+
+@app.command()
+@_user_errors
+def reconstruct(
+    run_dir: RunDir,
+    n: Annotated[int, typer.Option("-n", min=1, help="Number of test images.")] = 32,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="PNG file; default RUN_DIR/reconstruct.png.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the dataset (default: the run's).")] = None,
+    plugin: PluginOption = None,
+) -> None:
+    """Save test images (odd rows) above their reconstructions (even rows)."""
+    registry = _registry(plugin)
+    target = select_device(device)
+    config, model, _ = load_trained(run_dir, registry, target)
+    data_config = config.data.model_copy(update={"root": data_dir} if data_dir else {})
+    originals = load_data(registry.dataset(data_config.name), data_config, target).test[:n]
+    path = output or run_dir / "reconstruct.png"
+    with torch.inference_mode():
+        artifacts.save_reconstructions(originals, model.reconstruct(originals), path)
+    console.print(f"saved {len(originals)} reconstructions to {path}", highlight=False)
+
+
+@app.command()
+@_user_errors
+def manifold(
+    run_dir: RunDir,
+    size: Annotated[int, typer.Option(min=2, help="Images per side of the grid.")] = 20,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="PNG file; default RUN_DIR/manifold.png.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    plugin: PluginOption = None,
+) -> None:
+    """Decode a grid over the 2-D latent space of a model with 2 latents."""
+    config, model, _ = load_trained(run_dir, _registry(plugin), select_device(device))
+    latent_dim = getattr(config.model, "latent_dim", None)
+    if latent_dim != 2:
+        raise ConfigError(
+            f"the latent manifold needs a model with 2 latents; this one has {latent_dim}: "
+            "train one with --set model.latent_dim=2"
+        )
+    # Evenly spaced quantiles of N(0, 1), as in Kingma & Welling (2014), figure 4.
+    axis = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, size))
+    grid = torch.stack(torch.meshgrid(axis, axis.flip(0), indexing="xy"), dim=-1).reshape(-1, 2)
+    with torch.inference_mode():
+        images = model.decode(grid.to(next(model.parameters()).device))
+    path = output or run_dir / "manifold.png"
+    artifacts.save_grid(images, path, nrow=size)
+    console.print(f"saved a {size}x{size} latent manifold to {path}", highlight=False)
+
+
+@app.command()
+@_user_errors
+def runs(
+    directory: Annotated[Path, typer.Argument(help="Folder holding run folders.", file_okay=False)] = Path("runs"),
+) -> None:
+    """A table of past runs: model, epochs, best test -ELBO, IS-NLL if evaluated, duration."""
+    if not directory.is_dir():
+        raise ConfigError(f"no runs folder {directory}: pass the folder your runs are in (default: runs)")
+    table = Table(title=f"runs in {directory}")
+    for column in ("run", "model", "epochs", "best test -ELBO", "IS-NLL", "duration"):
+        table.add_column(column, justify="left" if column in ("run", "model") else "right")
+    for summary in list_runs(directory):
+        table.add_row(
+            escape(summary.path.name),
+            escape(summary.model),
+            f"{summary.epochs_done}/{summary.epochs_planned}",
+            "-" if summary.best_test_loss is None else f"{summary.best_test_loss:.2f}",
+            "-" if summary.nll is None else f"{summary.nll:.2f} (k={summary.nll_k})",
+            f"{summary.seconds:.0f} s",
+        )
+    console.print(table)
 
 
 def _type_name(annotation: Any) -> str:
@@ -236,7 +346,7 @@ def info(
             console.print(f"  recipe: {entry.spec.default_config or 'the config defaults'}", highlight=False)
             console.print(_schema_table(entry.spec.config, "model section"))
         elif entry.kind == "dataset":
-            console.print(f"  files: {', '.join(entry.spec.files) or 'not listed'}", highlight=False)
+            console.print(f"  data root: {entry.spec.expects}", highlight=False)
         else:
             console.print(_schema_table(entry.spec.config, f"options ({entry.kind}: {{name: {entry.name}, ...}})"))
 

@@ -91,6 +91,9 @@ class TrainConfig(_Strict):
         [0, 10, 20, 30], description="Epochs after which a sample grid is saved (0 = before training); the last epoch always is."
     )
     samples: int = Field(64, ge=1, description="Images per sample grid.")
+    logger: Literal["none", "tensorboard"] = Field(
+        "none", description="Also log per-epoch metrics to TensorBoard (metrics.jsonl is always written)."
+    )
 
 
 class RunConfig(_Strict):

@@ -58,15 +58,12 @@ def load_data(spec: DatasetSpec, config: DataConfig, device: torch.device) -> Da
         train, test = (spec.load(root, split, download) for split in ("train", "test"))
     except Exception as exc:  # noqa: BLE001 - a missing or broken file or a failed download, from any loader
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        expected = ", ".join(spec.files) if spec.files else "its files"
-        where = f"point --data-dir (or data.root, or ${DATA_DIR_ENV}) at the folder holding {expected}"
+        where = f"point --data-dir (or data.root, or ${DATA_DIR_ENV}) at {spec.expects}"
         if isinstance(exc, FileNotFoundError):
             raise DataError(f"dataset '{spec.name}' not found in {root}: {where}") from None
         if download:
             raise DataError(f"dataset '{spec.name}' is not in {root} and downloading it failed ({reason}): {where}") from None
-        raise DataError(
-            f"cannot read dataset '{spec.name}' from {root} ({reason}): check that {expected} are complete"
-        ) from None
+        raise DataError(f"cannot read dataset '{spec.name}' from {root}: {reason}") from None
     if config.limit is not None:
         if config.limit > len(train):
             raise DataError(

@@ -26,8 +26,8 @@ class RunReporter:
         )
         self._task: Any = None
 
-    def start(self, model: str, out_dir: Path, device: str, parameters: int, first_epoch: int) -> None:
-        verb = "resuming" if first_epoch > 1 else "training"
+    def start(self, model: str, out_dir: Path, device: str, parameters: int, first_epoch: int, resumed: bool) -> None:
+        verb = "resuming" if resumed else "training"
         self.console.print(
             f"[bold]{verb} {model}[/] from epoch {first_epoch} on {device} "
             f"({parameters:,} parameters) -> {out_dir}"

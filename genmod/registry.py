@@ -112,7 +112,9 @@ class Registry:
         hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else (
             f"available: {', '.join(sorted(table)) or 'none'}"
         )
-        raise UnknownNameError(f"unknown {kind} '{name}': {hint} (see 'genmod list')")
+        broken = ", ".join(f"'{f.plugin.distribution}'" for f in self.failures)
+        note = f"; plugin {broken} failed to load and may provide it" if broken else ""
+        raise UnknownNameError(f"unknown {kind} '{name}': {hint} (see 'genmod list'){note}")
 
     def model(self, name: str) -> ModelSpec:
         return self.get("model", name).spec

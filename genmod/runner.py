@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import signal
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
+from rich.console import Console
+from torch.nn.parallel import DistributedDataParallel
 
-from genmod import artifacts
+from genmod import artifacts, distributed
 from genmod.checkpoint import FILENAME as CHECKPOINT, load_checkpoint, save_checkpoint
 from genmod.config import RunConfig
 from genmod.config_loader import resolve_run_config
 from genmod.data import Data, load_data
 from genmod.errors import CheckpointError, ConfigError, GenmodError, PluginError
+from genmod.loggers import LOGGERS
 from genmod.probe import probe_model
 from genmod.progress import RunReporter
 from genmod.registry import Registry
 from genmod.specs import BuildContext
-from genmod.training import evaluate, train_epoch
+from genmod.training import EpochPosition, EpochStats, evaluate, steps_in_epoch, train_epoch
 from genmod.vae import VAE
 
 
@@ -107,34 +110,57 @@ def load_trained(run_dir: Path, registry: Registry, device: torch.device) -> tup
     return config, model.to(device).eval(), state
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C so a killed job also stops between checkpoints cleanly."""
+class _StopRequests:
+    """Ctrl-C or SIGTERM asks the run to stop after the current step and checkpoint there;
+    a second one stops at once (the last checkpoint stays)."""
 
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    def __init__(self) -> None:
+        self.requested = False
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        try:
+            previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: leave signals alone
+            yield
+            return
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 class Run:
-    """One training run writing into ``out_dir``."""
+    """One training run writing into ``out_dir`` (on rank 0 of a multi-process launch).
 
-    def __init__(self, config: RunConfig, registry: Registry, out_dir: Path, reporter: RunReporter) -> None:
+    ``train.batch_size`` is the global batch: with N processes each takes 1/N of it.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        registry: Registry,
+        out_dir: Path | None,
+        reporter: RunReporter,
+        *,
+        resume: bool = False,
+        force: bool = False,
+    ) -> None:
         self.config = config
-        self.out_dir = out_dir
-        self.reporter = reporter
         train = config.train
+        self.topology = distributed.topology_from_env()
         self.device = select_device(train.device)
-        torch.manual_seed(train.seed)
+        if self.device.type == "cuda" and self.topology.distributed:
+            self.device = torch.device("cuda", self.topology.local_rank)
+        distributed.start(self.topology, self.device)
+        self.reporter = reporter if self.topology.is_main else RunReporter(Console(quiet=True))
+        torch.manual_seed(train.seed + self.topology.rank)
         self.generator = torch.Generator().manual_seed(train.seed)
         self.data: Data = load_data(registry.dataset(config.data.name), config.data, self.device)
         if train.batch_size > len(self.data.train):
@@ -142,7 +168,18 @@ class Run:
                 f"train.batch_size = {train.batch_size} is larger than the {len(self.data.train)} "
                 "training images: lower it"
             )
-        self.model = build_model(config, registry, tuple(self.data.train.shape[1:]), probe=self.data.train[:2])
+        if train.batch_size < self.topology.world_size:
+            raise ConfigError(
+                f"train.batch_size = {train.batch_size} is the global batch and must be at least the "
+                f"{self.topology.world_size} processes"
+            )
+        shape = tuple(self.data.train.shape[1:])
+        self.model = build_model(config, registry, shape, probe=self.data.train[:2])
+        self.trained: torch.nn.Module = (
+            DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+            if self.topology.distributed
+            else self.model
+        )
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train.lr)
         self.scheduler = (
             torch.optim.lr_scheduler.StepLR(self.optimizer, train.lr_step_size, train.lr_gamma)
@@ -151,20 +188,32 @@ class Run:
         )
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
+        self.position: EpochPosition | None = None
+        self.logger = LOGGERS[train.logger]() if train.logger != "none" else None
+        self.resume = resume
+        self.out_dir: Path = distributed.broadcast(out_dir or default_out_dir(config.model.name))
+        if resume:
+            self.restore(load_checkpoint(self.out_dir / CHECKPOINT, config.model.name))
+        elif self.topology.is_main:
+            prepare_out_dir(self.out_dir, force=force)
 
     # -- state -------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        position = self.position
         return {
             "model_name": self.config.model.name,
             "config": self.config.to_dict(),
             "epoch": self.epoch,
+            "position": None
+            if position is None
+            else {"order_state": position.order_state, "step": position.step, "totals": position.totals.cpu()},
             "data_shape": list(self.data.train.shape[1:]),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "torch": distributed.gather(torch.get_rng_state()),
+                "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
                 "data": self.generator.get_state(),
             },
             "history": self.history,
@@ -178,12 +227,25 @@ class Run:
                 self.scheduler.load_state_dict(state["scheduler"])
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"the checkpoint's optimizer state does not match this config ({exc})") from None
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.generator.set_state(state["rng"]["data"])
+        rng = state["rng"]
+        if len(rng["torch"]) != self.topology.world_size:
+            raise CheckpointError(
+                f"this run was trained by {len(rng['torch'])} process(es): resume it with as many "
+                f"(now {self.topology.world_size})"
+            )
+        torch.set_rng_state(rng["torch"][self.topology.rank])
+        if rng["cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.generator.set_state(rng["data"])
         self.history = list(state["history"])
         self.epoch = int(state["epoch"])
+        saved = state.get("position")
+        self.position = None if saved is None else EpochPosition(saved["order_state"], saved["step"], saved["totals"])
+
+    def checkpoint(self) -> None:
+        state = self.state()  # every rank takes part in gathering the RNG states
+        if self.topology.is_main:
+            save_checkpoint(self.out_dir / CHECKPOINT, state)
 
     # -- outputs -------------------------------------------------------------------------
     @torch.inference_mode()
@@ -206,48 +268,70 @@ class Run:
         artifacts.plot_losses(self.history, self.out_dir / artifacts.LOSS_PLOT)
 
     # -- the loop --------------------------------------------------------------------------
-    def fit(self, *, resume: bool = False) -> list[dict[str, Any]]:
+    def fit(self) -> list[dict[str, Any]]:
+        """Train the remaining epochs; returns the per-epoch metrics."""
         train = self.config.train
-        if resume:
-            self.restore(load_checkpoint(self.out_dir / CHECKPOINT, self.config.model.name))
-        else:
+        main = self.topology.is_main
+        if main and not self.resume:
             artifacts.write_config(self.config.to_dict(), self.out_dir / artifacts.CONFIG)
             if 0 in train.sample_epochs:
                 self.save_samples()
+        if main and self.logger is not None:
+            self.logger.open(self.out_dir)
         parameters = sum(p.numel() for p in self.model.parameters())
-        self.reporter.start(self.config.model.name, self.out_dir, str(self.device), parameters, self.epoch + 1)
-        steps = -(-len(self.data.train) // train.batch_size)
+        self.reporter.start(
+            self.config.model.name, self.out_dir, str(self.device), parameters, self.epoch + 1, self.resume
+        )
+        stops = _StopRequests()
+        # Under torchrun every process gets the signal at its own moment, so ranks could stop
+        # at different steps: there the default handlers end the run, which resumes from its
+        # last completed epoch.
+        guard = stops.installed() if not self.topology.distributed else nullcontext()
         try:
-            with _sigterm_as_interrupt():
+            with guard:
                 while self.epoch < train.epochs:
-                    self._epoch(steps)
+                    self._epoch(lambda: stops.requested)
+                    if stops.requested and self.epoch < train.epochs:
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
+            done = f"epoch {self.epoch + 1}, step {self.position.step}" if self.position else f"epoch {self.epoch}"
             raise Interrupted(
-                f"interrupted during epoch {self.epoch + 1}; epochs 1-{self.epoch} are saved. "
-                f"Continue with: genmod run --resume {self.out_dir}"
-                if self.epoch
-                else "interrupted before the first epoch finished; nothing to resume"
+                f"interrupted; training up to {done} is saved. Continue with: genmod run --resume {self.out_dir}"
+                if self.epoch or self.position
+                else "interrupted before the first checkpoint; nothing to resume"
             ) from None
         finally:
             self.reporter.stop()
-        self.save_final_outputs()
-        self.reporter.summary(self.history, self.out_dir)
+            if self.logger is not None:
+                self.logger.close()
+            distributed.stop()
+        if main:
+            self.save_final_outputs()
+            self.reporter.summary(self.history, self.out_dir)
         return self.history
 
-    def _epoch(self, steps: int) -> None:
+    def _epoch(self, should_stop: Callable[[], bool]) -> None:
         train = self.config.train
         epoch = self.epoch + 1
+        steps = steps_in_epoch(len(self.data.train), train.batch_size)
         self.reporter.epoch_started(epoch, train.epochs, steps)
         started = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
-        fit = train_epoch(
-            self.model, self.optimizer, self.data.train, train.batch_size, self.generator, epoch,
-            on_progress=self.reporter.step, binarize=self.data.dynamic_binarization,
+        self.position = train_epoch(
+            self.trained, self.optimizer, self.data.train, train.batch_size, self.generator, epoch, self.position,
+            on_progress=self.reporter.step, binarize=self.data.dynamic_binarization, should_stop=should_stop,
+            shard=(self.topology.rank, self.topology.world_size),
         )
-        test = evaluate(self.model, self.data.test, train.eval_batch_size)
+        if self.position.step < steps:
+            self.checkpoint()
+            raise KeyboardInterrupt
+        rank, world = self.topology.rank, self.topology.world_size
+        fit = EpochStats.from_totals(distributed.all_reduce_sum(self.position.totals))
+        test_totals = evaluate(self.model, self.data.test.tensor_split(world)[rank], train.eval_batch_size)
+        test = EpochStats.from_totals(distributed.all_reduce_sum(test_totals))
         if self.scheduler is not None:
             self.scheduler.step()
-        self.epoch = epoch
+        self.epoch, self.position = epoch, None
         self.history.append(
             {
                 "epoch": epoch,
@@ -261,8 +345,11 @@ class Run:
                 "seconds": time.perf_counter() - started,
             }
         )
-        if epoch in train.sample_epochs or epoch == train.epochs:
+        if self.topology.is_main and (epoch in train.sample_epochs or epoch == train.epochs):
             self.save_samples()
-        save_checkpoint(self.out_dir / CHECKPOINT, self.state())
-        artifacts.write_metrics(self.history, self.out_dir / artifacts.METRICS)
+        self.checkpoint()
+        if self.topology.is_main:
+            artifacts.write_metrics(self.history, self.out_dir / artifacts.METRICS)
+            if self.logger is not None:
+                self.logger.log(self.history[-1])
         self.reporter.epoch_done(self.history[-1], train.epochs)

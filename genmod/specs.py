@@ -73,13 +73,13 @@ class DatasetSpec:
 
     ``load(root, split, download)`` returns all images of ``split`` ("train" or "test") as
     one float tensor of shape ``(N, C, H, W)`` with values in [0, 1]. It raises
-    ``FileNotFoundError`` when the files are not under ``root``; ``files`` names them for the
-    error message.
+    ``FileNotFoundError`` when ``root`` does not hold the dataset and ``ValueError`` when its
+    files break the contract; ``expects`` says what ``root`` must be, for error messages.
     """
 
     name: str
     load: Callable[[Path, str, bool], torch.Tensor]
-    files: tuple[str, ...] = ()
+    expects: str = "the folder holding the dataset"
     description: str = ""
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from genmod.errors import TrainingError
-from genmod.vae import VAE
 
 # How many steps pass between reads of the loss on the host: each read is a device sync.
 REPORT_EVERY = 20
@@ -23,69 +22,106 @@ class EpochStats:
     reconstruction: float
     kl: float
 
+    @classmethod
+    def from_totals(cls, totals: Tensor) -> EpochStats:
+        """From sums of (-ELBO, reconstruction, KL, images)."""
+        loss, reconstruction, kl = (totals[:3] / totals[3]).tolist()
+        return cls(loss=loss, reconstruction=reconstruction, kl=kl)
+
+
+@dataclass
+class EpochPosition:
+    """How far an epoch has got: enough to continue it exactly after a checkpoint."""
+
+    order_state: Tensor
+    """The data-order generator's state at the start of the epoch."""
+    step: int = 0
+    """Global batches done."""
+    totals: Tensor = field(default_factory=lambda: torch.zeros(4))
+    """Sums of (-ELBO, reconstruction, KL, images) over this process's share of them."""
+
 
 def _summed_terms(model: torch.nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """The objective for ``x`` and the batch sums of (-ELBO, reconstruction, KL), detached."""
+    """The objective for ``x`` and the sums of (-ELBO, reconstruction, KL, images), detached."""
     loss, terms = model(x)
-    sums = torch.stack((terms.negative_elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()))
-    return loss, sums.detach()
-
-
-def _stats(totals: Tensor, n: int) -> EpochStats:
-    loss, rec, kl = (totals / n).tolist()
-    return EpochStats(loss=loss, reconstruction=rec, kl=kl)
+    count = torch.tensor(float(len(x)), device=x.device)
+    return loss, torch.stack((terms.negative_elbo.sum(), terms.reconstruction.sum(), terms.kl.sum(), count)).detach()
 
 
 def train_epoch(
-    model: VAE,
+    model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     images: Tensor,
     batch_size: int,
     generator: torch.Generator,
     epoch: int,
+    position: EpochPosition | None = None,
+    *,
     on_progress: Callable[[int, float], None] = lambda steps, loss: None,
     binarize: bool = False,
-) -> EpochStats:
-    """One pass over ``images`` in an order drawn from ``generator``.
+    should_stop: Callable[[], bool] = lambda: False,
+    shard: tuple[int, int] = (0, 1),
+) -> EpochPosition:
+    """Train on ``images`` in an order drawn from ``generator``, from ``position`` onwards.
 
-    With ``binarize``, each batch is replaced by a fresh Bernoulli draw of its pixels.
-
-    ``on_progress(steps_done, recent_loss)`` is called every :data:`REPORT_EVERY` steps.
-    A non-finite loss raises :class:`TrainingError` naming the epoch and step, before the
+    Returns the position reached: the whole epoch, or the step after which ``should_stop()``
+    said to stop. With ``binarize`` each batch is a fresh Bernoulli draw of its pixels; with
+    ``shard=(rank, world)`` this process takes its slice of every global batch.
+    ``on_progress(steps_done, recent_loss)`` is called every :data:`REPORT_EVERY` steps. A
+    non-finite loss raises :class:`TrainingError` naming the epoch and step, before the
     corrupted parameters can be checkpointed.
     """
     model.train()
+    if position is None:
+        position = EpochPosition(generator.get_state())
+    generator.set_state(position.order_state)
     order = torch.randperm(len(images), generator=generator).to(images.device)
-    totals = torch.zeros(3, device=images.device)
-    recent: list[Tensor] = []
+    position.totals = position.totals.to(images.device)
+    rank, world = shard
     batches = order.split(batch_size)
-    for step, index in enumerate(batches, start=1):
-        x = images[index]
-        loss, sums = _summed_terms(model, torch.bernoulli(x) if binarize else x)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        totals += sums
-        recent.append(loss.detach())
-        if step % REPORT_EVERY == 0 or step == len(batches):
-            values = torch.stack(recent)
-            finite = torch.isfinite(values)
-            if not bool(finite.all()):
-                first = int((~finite).nonzero()[0])
-                raise TrainingError(
-                    f"loss became {values[first].item()} at epoch {epoch}, step "
-                    f"{step - len(recent) + 1 + first}; lower train.lr or check the data"
-                )
-            on_progress(step, float(values.mean()))
+    recent: list[Tensor] = []
+    for step in range(position.step + 1, len(batches) + 1):
+        index = batches[step - 1]
+        if len(index) >= world:  # a last batch too small to give every process a share is left out
+            x = images[index.tensor_split(world)[rank]]
+            loss, sums = _summed_terms(model, torch.bernoulli(x) if binarize else x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            position.totals += sums
+            recent.append(loss.detach())
+        position.step = step
+        if recent and (step % REPORT_EVERY == 0 or step == len(batches)):
+            _check_finite(recent, step, epoch)
+            on_progress(step, float(torch.stack(recent).mean()))
             recent.clear()
-    return _stats(totals, len(images))
+        if should_stop() and step < len(batches):
+            if recent:
+                _check_finite(recent, step, epoch)
+            break
+    return position
+
+
+def _check_finite(recent: list[Tensor], step: int, epoch: int) -> None:
+    values = torch.stack(recent)
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        first = int((~finite).nonzero()[0])
+        raise TrainingError(
+            f"loss became {values[first].item()} at epoch {epoch}, step {step - len(recent) + 1 + first}; "
+            "lower train.lr or check the data"
+        )
+
+
+def steps_in_epoch(images: int, batch_size: int) -> int:
+    return -(-images // batch_size)
 
 
 @torch.inference_mode()
-def evaluate(model: VAE, images: Tensor, batch_size: int) -> EpochStats:
-    """The mean negative ELBO and its terms over ``images`` (one posterior sample each)."""
+def evaluate(model: torch.nn.Module, images: Tensor, batch_size: int) -> Tensor:
+    """Sums of (-ELBO, reconstruction, KL, images) over ``images``, one posterior sample each."""
     model.eval()
-    totals = torch.zeros(3, device=images.device)
+    totals = torch.zeros(4, device=images.device)
     for x in images.split(batch_size):
         totals += _summed_terms(model, x)[1]
-    return _stats(totals, len(images))
+    return totals

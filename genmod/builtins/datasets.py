@@ -1,4 +1,5 @@
-"""torchvision's MNIST-format datasets, read once into one tensor."""
+"""Built-in datasets: torchvision's MNIST-format sets, and users' own images as a tensor file
+or a folder of image files. Each split is read once into one tensor."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torchvision import datasets
 
 from genmod.specs import DatasetSpec
@@ -16,9 +18,30 @@ _IDX_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-def _load(cls: type[datasets.MNIST], root: Path, split: str, download: bool) -> torch.Tensor:
+def _check_idx(path: Path, magic: int, item_bytes: int) -> None:
+    """Refuse a truncated file or one that is not IDX, before torchvision trips over it."""
+    with path.open("rb") as handle:
+        header = handle.read(4 * (magic % 256 + 1))
+    header_size = len(header)
+    found = int.from_bytes(header[:4], "big") if header_size >= 4 else None
+    if found != magic:
+        raise ValueError(f"{path.name} has magic number {found}, not {magic}: it is not an MNIST IDX file")
+    count = int.from_bytes(header[4:8], "big")
+    expected = header_size + count * item_bytes
+    if path.stat().st_size != expected:
+        raise ValueError(f"{path.name} is truncated: {path.stat().st_size} bytes, expected {expected}")
+
+
+def _load_idx(cls: type[datasets.MNIST], root: Path, split: str, download: bool) -> torch.Tensor:
+    raw = Path(root) / cls.__name__ / "raw"
+    prefix = "train" if split == "train" else "t10k"
+    images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+    if images.exists() and labels.exists():
+        _check_idx(images, 2051, 28 * 28)
+        _check_idx(labels, 2049, 1)
     try:
         dataset = cls(root=str(root), train=split == "train", download=download)
     except RuntimeError as exc:
@@ -28,17 +51,84 @@ def _load(cls: type[datasets.MNIST], root: Path, split: str, download: bool) -> 
     return dataset.data.unsqueeze(1).float().div_(255)
 
 
+def _as_images(tensor: object, where: str) -> torch.Tensor:
+    """Check the shape/range contract: (N, C, H, W) or (N, H, W); uint8, or float in [0, 1]."""
+    if not isinstance(tensor, torch.Tensor):
+        raise ValueError(f"{where} is a {type(tensor).__name__}, not a tensor")
+    if tensor.dim() == 3:
+        tensor = tensor.unsqueeze(1)
+    if tensor.dim() != 4 or len(tensor) == 0:
+        raise ValueError(f"{where} has shape {tuple(tensor.shape)}; expected (N, C, H, W) or (N, H, W) with N > 0")
+    if tensor.dtype == torch.uint8:
+        return tensor.float().div_(255)
+    if not tensor.is_floating_point():
+        raise ValueError(f"{where} has dtype {tensor.dtype}; expected uint8 (0-255) or float in [0, 1]")
+    low, high = float(tensor.min()), float(tensor.max())
+    if low < 0 or high > 1:
+        raise ValueError(f"{where} has values in [{low:.3g}, {high:.3g}]; float images must lie in [0, 1]")
+    return tensor.float()
+
+
+def _load_tensor_file(root: Path, split: str, download: bool) -> torch.Tensor:
+    path = Path(root)
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for files it cannot read
+        raise ValueError(f"{path.name} is not a tensor file torch.load can read ({type(exc).__name__})") from None
+    if not isinstance(content, dict) or split not in content:
+        raise ValueError(f"{path.name} must hold a dict with 'train' and 'test' image tensors")
+    return _as_images(content[split], f"{path.name}['{split}']")
+
+
+def _load_image_folder(root: Path, split: str, download: bool) -> torch.Tensor:
+    folder = Path(root) / split
+    if not folder.is_dir():
+        raise FileNotFoundError(folder)
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"{folder} holds no image files ({', '.join(sorted(_IMAGE_SUFFIXES))})")
+    with Image.open(paths[0]) as first:
+        mode = "L" if first.mode in ("1", "L", "LA", "I", "I;16") else "RGB"
+        size = first.size
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            if image.size != size:
+                raise ValueError(f"{path} is {image.size[0]}x{image.size[1]}, but {paths[0].name} is {size[0]}x{size[1]}: all images must have one size")
+            images.append(torch.frombuffer(bytearray(image.convert(mode).tobytes()), dtype=torch.uint8))
+    channels = 1 if mode == "L" else 3
+    return torch.stack(images).view(len(paths), size[1], size[0], channels).permute(0, 3, 1, 2).float().div_(255)
+
+
+def _idx_layout(folder: str) -> str:
+    return "the folder holding " + ", ".join(f"{folder}/raw/{f}" for f in _IDX_FILES)
+
+
 DATASETS = (
     DatasetSpec(
         name="mnist",
-        load=partial(_load, datasets.MNIST),
-        files=tuple(f"MNIST/raw/{f}" for f in _IDX_FILES),
+        load=partial(_load_idx, datasets.MNIST),
+        expects=_idx_layout("MNIST"),
         description="MNIST digits, 60k train / 10k test, 1x28x28 grey levels in [0, 1].",
     ),
     DatasetSpec(
         name="fashion-mnist",
-        load=partial(_load, datasets.FashionMNIST),
-        files=tuple(f"FashionMNIST/raw/{f}" for f in _IDX_FILES),
+        load=partial(_load_idx, datasets.FashionMNIST),
+        expects=_idx_layout("FashionMNIST"),
         description="Fashion-MNIST clothing, 60k train / 10k test, 1x28x28 grey levels in [0, 1].",
+    ),
+    DatasetSpec(
+        name="tensor-file",
+        load=_load_tensor_file,
+        expects="a .pt file holding {'train': images, 'test': images}, each (N, C, H, W) or (N, H, W), uint8 or float in [0, 1]",
+        description="Your images as tensors in a .pt file (data.root is the file).",
+    ),
+    DatasetSpec(
+        name="image-folder",
+        load=_load_image_folder,
+        expects="a folder with train/ and test/ subfolders of image files, all of one size",
+        description="Your images as PNG/JPEG files under ROOT/train and ROOT/test (grey or RGB).",
     ),
 )

@@ -1,0 +1,117 @@
+"""Multi-process training on torch.distributed, as launched by ``torchrun``.
+
+Each process (rank) trains on its shard of every global batch; DistributedDataParallel
+averages the gradients, so N processes with the same global batch follow the single-process
+run up to the noise of the reparameterization draws. Only rank 0 writes files or prints.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Topology:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def topology_from_env() -> Topology:
+    """The process's place in a ``torchrun`` launch (one process when not launched by it)."""
+    return Topology(
+        rank=int(os.environ.get("RANK", "0")),
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
+
+
+def start(topology: Topology, device: torch.device) -> None:
+    """Join the process group: gloo on CPU, nccl on GPUs."""
+    if topology.distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def stop() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank."""
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather(value: Any) -> list[Any]:
+    """Every rank's ``value``, in rank order, on every rank."""
+    if not dist.is_initialized():
+        return [value]
+    values: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def launch(command: list[str], nproc: int) -> int:
+    """Run ``command`` as ``nproc`` processes of one process group on this machine, the way
+    ``torchrun --standalone`` would; returns the first non-zero exit code, or 0.
+
+    When one process fails the others are stopped, so none waits forever for a peer.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    threads = str(max(1, (os.cpu_count() or 1) // nproc))
+    processes = []
+    for rank in range(nproc):
+        env = {
+            **os.environ,
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "WORLD_SIZE": str(nproc),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "LOCAL_WORLD_SIZE": str(nproc),
+        }
+        env.setdefault("OMP_NUM_THREADS", threads)
+        processes.append(subprocess.Popen(command, env=env))
+    failed: list[int] = []
+    try:
+        while True:
+            codes = [p.poll() for p in processes]
+            failed = [c for c in codes if c not in (None, 0)]
+            if failed or all(c == 0 for c in codes):
+                break
+            time.sleep(0.2)
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.terminate()
+        for p in processes:
+            p.wait()
+    return failed[0] if failed else 0
