@@ -34,8 +34,12 @@ from genmod.training import train_epoch
 class BareVAE(nn.Module):
     def __init__(self, sigmoid_output: bool = False) -> None:
         super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 40))
-        self.decoder = nn.Sequential(nn.Linear(20, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 784))
+        self.encoder = nn.Sequential(
+            nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 40)
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(20, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 784)
+        )
         self.sigmoid_output = sigmoid_output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,7 +71,9 @@ def seed_epoch(model: BareVAE, optimizer: torch.optim.Optimizer, loader: DataLoa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("GENMOD_DATA_DIR", "../shared/data")))
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("GENMOD_DATA_DIR", "../shared/data"))
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
@@ -83,7 +89,9 @@ def main() -> None:
     seed_model = BareVAE(sigmoid_output=True)
     seed_opt = torch.optim.Adam(seed_model.parameters(), lr=1e-3)
     loader = DataLoader(
-        datasets.MNIST(str(args.data_dir), train=True, transform=transforms.ToTensor()), batch_size=100, shuffle=True
+        datasets.MNIST(str(args.data_dir), train=True, transform=transforms.ToTensor()),
+        batch_size=100,
+        shuffle=True,
     )
     generator = torch.Generator().manual_seed(0)
 
@@ -99,8 +107,10 @@ def main() -> None:
             epoch()
             best[name] = min(best[name], time.perf_counter() - start)
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of {args.repeats}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of {args.repeats}"
+    )
     for name, seconds in best.items():
         print(f"{name:>11}: {seconds:6.2f} s/epoch")
     print(f"genmod / bare loop  = {best['genmod'] / best['bare loop']:.3f}  (target <= 1.10)")

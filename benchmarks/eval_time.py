@@ -54,7 +54,9 @@ def peak_rss_mb() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("GENMOD_DATA_DIR", "../shared/data")))
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("GENMOD_DATA_DIR", "../shared/data"))
+    )
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--k", type=int, default=1000)
     args = parser.parse_args()
@@ -80,13 +82,17 @@ def main() -> None:
     loop_nll = per_image_nll(model, images, k=args.k)
     loop_s = time.perf_counter() - start
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; {args.images} test images x k={args.k} (untrained reference MLP)")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; {args.images} test images x k={args.k} (untrained reference MLP)"
+    )
     print(f"   genmod: {genmod_s:6.2f} s  {samples / genmod_s:10,.0f} samples/s  NLL {genmod_nll:.2f}")
     print(f"     loop: {loop_s:6.2f} s  {samples / loop_s:10,.0f} samples/s  NLL {loop_nll:.2f}")
     print(f"genmod / loop throughput = {loop_s / genmod_s:.2f}x")
-    print(f"k=5000 on 64 images: {big.seconds:.1f} s, {64 * 5000 / big.seconds:,.0f} samples/s; "
-          f"peak memory beyond the loaded data: {extra:.0f} MB (chunks of {MAX_ROWS} latents)")
+    print(
+        f"k=5000 on 64 images: {big.seconds:.1f} s, {64 * 5000 / big.seconds:,.0f} samples/s; "
+        f"peak memory beyond the loaded data: {extra:.0f} MB (chunks of {MAX_ROWS} latents)"
+    )
 
 
 if __name__ == "__main__":

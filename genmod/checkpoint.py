@@ -19,7 +19,18 @@ from genmod.errors import CheckpointError
 
 FORMAT = "genmod-checkpoint"
 FORMAT_VERSION = 2
-REQUIRED = ("model_name", "config", "epoch", "position", "data_shape", "model", "optimizer", "scheduler", "rng", "history")
+REQUIRED = (
+    "model_name",
+    "config",
+    "epoch",
+    "position",
+    "data_shape",
+    "model",
+    "optimizer",
+    "scheduler",
+    "rng",
+    "history",
+)
 FILENAME = "checkpoint.pt"
 
 

@@ -20,17 +20,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from genmod import __version__, artifacts
-from genmod.config import ComponentRef
+from genmod.config import ComponentRef, RunConfig
 from genmod.config_loader import resolve_run_config
+from genmod.data import Data, binarize_once, load_data
+from genmod.distributed import launch
 from genmod.errors import ConfigError, GenmodError, UnknownNameError
+from genmod.evaluation import importance_sampled_nll
 from genmod.progress import RunReporter
 from genmod.registry import KINDS, Registry, load_registry
-from genmod.data import binarize_once, load_data
-from genmod.distributed import launch
-from genmod.evaluation import importance_sampled_nll
 from genmod.run_index import list_runs
 from genmod.runner import Run, load_trained, select_device
 from genmod.scaffold import new_plugin
+from genmod.vae import VAE
 
 PLUGINS_ENV = "GENMOD_PLUGINS"
 
@@ -46,6 +47,12 @@ console = Console()
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+RunDataDirOption = Annotated[
+    Optional[Path], typer.Option(help="Folder holding the dataset (default: the run's).")
+]
+RunDir = Annotated[Path, typer.Argument(help="A run folder written by 'genmod run'.", file_okay=False)]
 
 PluginOption = Annotated[
     Optional[list[Path]],
@@ -81,9 +88,7 @@ def _registry(plugin_files: list[Path] | None) -> Registry:
 @app.command("list")
 @_user_errors
 def list_command(
-    kind: Annotated[
-        Optional[str], typer.Option(help=f"Only this kind: {', '.join(KINDS)}.")
-    ] = None,
+    kind: Annotated[Optional[str], typer.Option(help=f"Only this kind: {', '.join(KINDS)}.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     plugin: PluginOption = None,
 ) -> None:
@@ -111,7 +116,12 @@ def list_command(
     for column in ("kind", "name", "plugin", "version", "description"):
         table.add_column(column, no_wrap=column in ("kind", "name"))
     for e in entries:
-        table.add_row(*(escape(cell) for cell in (e.kind, e.name, e.plugin.distribution, e.plugin.version, e.description)))
+        table.add_row(
+            *(
+                escape(cell)
+                for cell in (e.kind, e.name, e.plugin.distribution, e.plugin.version, e.description)
+            )
+        )
     console.print(table)
     for failure in registry.failures:
         console.print(
@@ -124,30 +134,45 @@ def list_command(
 @app.command()
 @_user_errors
 def run(
-    model: Annotated[Optional[str], typer.Argument(help="Registered model to train with its shipped recipe.")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Run config YAML file.", dir_okay=False)] = None,
+    model: Annotated[
+        Optional[str], typer.Argument(help="Registered model to train with its shipped recipe.")
+    ] = None,
+    config: Annotated[
+        Optional[Path], typer.Option("--config", "-c", help="Run config YAML file.", dir_okay=False)
+    ] = None,
     set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override a config key: --set train.lr=3e-4 (repeatable).")
+        Optional[list[str]],
+        typer.Option("--set", help="Override a config key: --set train.lr=3e-4 (repeatable)."),
     ] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Shorthand for --set train.epochs=N.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Shorthand for --set train.seed=N.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the dataset (data.root).")] = None,
-    logger: Annotated[Optional[str], typer.Option(help="Shorthand for --set train.logger=NAME (tensorboard).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder; default runs/<model>-<timestamp>.")] = None,
+    logger: Annotated[
+        Optional[str], typer.Option(help="Shorthand for --set train.logger=NAME (tensorboard).")
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="Output folder; default runs/<model>-<timestamp>.")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Write into --out even if it is not empty.")] = False,
     resume: Annotated[
-        Optional[Path], typer.Option(help="Continue the run in this folder from its last checkpoint.", file_okay=False)
+        Optional[Path],
+        typer.Option(help="Continue the run in this folder from its last checkpoint.", file_okay=False),
     ] = None,
     nproc: Annotated[
-        Optional[int], typer.Option(min=1, help="Train with N processes via torchrun (DistributedDataParallel).")
+        Optional[int],
+        typer.Option(min=1, help="Train with N processes via torchrun (DistributedDataParallel)."),
     ] = None,
     plugin: PluginOption = None,
 ) -> None:
     """Train a model; writes samples, a loss plot, metrics and a checkpoint."""
     registry = _registry(plugin)
     shorthands = {
-        "train.epochs": epochs, "train.seed": seed, "train.device": device, "data.root": data_dir, "train.logger": logger
+        "train.epochs": epochs,
+        "train.seed": seed,
+        "train.device": device,
+        "data.root": data_dir,
+        "train.logger": logger,
     }
     overrides = [*(set_ or []), *(f"{key}={value}" for key, value in shorthands.items() if value is not None)]
     if resume is not None:
@@ -163,8 +188,16 @@ def run(
         out_dir = out
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
         # The config is valid: hand the same command to torchrun, once per process.
-        options = {"--config": config, "--epochs": epochs, "--seed": seed, "--device": device,
-                   "--data-dir": data_dir, "--logger": logger, "--out": out, "--resume": resume}
+        options = {
+            "--config": config,
+            "--epochs": epochs,
+            "--seed": seed,
+            "--device": device,
+            "--data-dir": data_dir,
+            "--logger": logger,
+            "--out": out,
+            "--resume": resume,
+        }
         argv = ["run", *([model] if model else []), *(a for s in set_ or [] for a in ("--set", s))]
         argv += [a for name, value in options.items() if value is not None for a in (name, str(value))]
         argv += ["--force"] * force + [a for p in plugin or [] for a in ("--plugin", str(p))]
@@ -172,32 +205,51 @@ def run(
     Run(run_config, registry, out_dir, RunReporter(console), resume=resume is not None, force=force).fit()
 
 
+def _trained_with_data(
+    run_dir: Path, plugin: list[Path] | None, device: str, data_dir: Path | None
+) -> tuple[RunConfig, VAE, dict[str, Any], Data]:
+    """A run's config, trained model and checkpoint, and its dataset (from ``data_dir`` if given)."""
+    registry = _registry(plugin)
+    target = select_device(device)
+    config, model, state = load_trained(run_dir, registry, target)
+    data_config = config.data.model_copy(update={"root": data_dir} if data_dir else {})
+    return config, model, state, load_data(registry.dataset(data_config.name), data_config, target)
+
+
 @app.command("eval")
 @_user_errors
 def eval_command(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by 'genmod run'.", file_okay=False)],
+    run_dir: RunDir,
     k: Annotated[int, typer.Option("--k", min=1, help="Importance samples per image.")] = 5000,
     split: Annotated[str, typer.Option(help="test or train.")] = "test",
     images: Annotated[Optional[int], typer.Option(min=1, help="Evaluate the first N images only.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the importance samples.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the dataset (default: the run's).")] = None,
+    device: DeviceOption = "auto",
+    data_dir: RunDataDirOption = None,
     plugin: PluginOption = None,
 ) -> None:
     """Importance-sampled negative log-likelihood and negative ELBO of a trained run."""
     if split not in ("test", "train"):
         raise ConfigError(f"--split must be test or train, not '{split}'")
-    registry = _registry(plugin)
-    target = select_device(device)
-    config, model, state = load_trained(run_dir, registry, target)
-    data_config = config.data.model_copy(update={"root": data_dir} if data_dir else {})
-    data = load_data(registry.dataset(data_config.name), data_config, target)
-    chosen = data.test if split == "test" else (binarize_once(data.train) if data.dynamic_binarization else data.train)
+    config, model, state, data = _trained_with_data(run_dir, plugin, device, data_dir)
+    chosen = (
+        data.test
+        if split == "test"
+        else (binarize_once(data.train) if data.dynamic_binarization else data.train)
+    )
     torch.manual_seed(seed)
     result = importance_sampled_nll(model, chosen[:images], k)
-    report = {"model": config.model.name, "epoch": state["epoch"], "split": split, "seed": seed, **result.to_dict()}
+    report = {
+        "model": config.model.name,
+        "epoch": state["epoch"],
+        "split": split,
+        "seed": seed,
+        **result.to_dict(),
+    }
     (run_dir / artifacts.EVAL).write_text(json.dumps(report, indent=2) + "\n")
-    table = Table(title=f"{config.model.name} after {state['epoch']} epochs, {split} set ({result.images} images)")
+    table = Table(
+        title=f"{config.model.name} after {state['epoch']} epochs, {split} set ({result.images} images)"
+    )
     table.add_column("per image (nats)")
     table.add_column("value", justify="right")
     table.add_row(f"IS negative log-likelihood (k={k})", f"{result.nll:.2f} ± {result.nll_se:.2f}")
@@ -207,17 +259,16 @@ def eval_command(
     console.print(f"saved {run_dir / artifacts.EVAL}", highlight=False)
 
 
-RunDir = Annotated[Path, typer.Argument(help="A run folder written by 'genmod run'.", file_okay=False)]
-
-
 @app.command()
 @_user_errors
 def sample(
     run_dir: RunDir,
     n: Annotated[int, typer.Option("-n", min=1, help="Number of images.")] = 64,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="PNG file; default RUN_DIR/samples.png.")] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("-o", "--output", help="PNG file; default RUN_DIR/samples.png.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the prior draws.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    device: DeviceOption = "auto",
     plugin: PluginOption = None,
 ) -> None:
     """Draw images from a trained model's prior and save them as a grid."""
@@ -235,17 +286,16 @@ def sample(
 def reconstruct(
     run_dir: RunDir,
     n: Annotated[int, typer.Option("-n", min=1, help="Number of test images.")] = 32,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="PNG file; default RUN_DIR/reconstruct.png.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the dataset (default: the run's).")] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("-o", "--output", help="PNG file; default RUN_DIR/reconstruct.png.")
+    ] = None,
+    device: DeviceOption = "auto",
+    data_dir: RunDataDirOption = None,
     plugin: PluginOption = None,
 ) -> None:
     """Save test images (odd rows) above their reconstructions (even rows)."""
-    registry = _registry(plugin)
-    target = select_device(device)
-    config, model, _ = load_trained(run_dir, registry, target)
-    data_config = config.data.model_copy(update={"root": data_dir} if data_dir else {})
-    originals = load_data(registry.dataset(data_config.name), data_config, target).test[:n]
+    _, model, _, data = _trained_with_data(run_dir, plugin, device, data_dir)
+    originals = data.test[:n]
     path = output or run_dir / "reconstruct.png"
     with torch.inference_mode():
         artifacts.save_reconstructions(originals, model.reconstruct(originals), path)
@@ -257,8 +307,10 @@ def reconstruct(
 def manifold(
     run_dir: RunDir,
     size: Annotated[int, typer.Option(min=2, help="Images per side of the grid.")] = 20,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="PNG file; default RUN_DIR/manifold.png.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    output: Annotated[
+        Optional[Path], typer.Option("-o", "--output", help="PNG file; default RUN_DIR/manifold.png.")
+    ] = None,
+    device: DeviceOption = "auto",
     plugin: PluginOption = None,
 ) -> None:
     """Decode a grid over the 2-D latent space of a model with 2 latents."""
@@ -282,7 +334,9 @@ def manifold(
 @app.command()
 @_user_errors
 def runs(
-    directory: Annotated[Path, typer.Argument(help="Folder holding run folders.", file_okay=False)] = Path("runs"),
+    directory: Annotated[Path, typer.Argument(help="Folder holding run folders.", file_okay=False)] = Path(
+        "runs"
+    ),
 ) -> None:
     """A table of past runs: model, epochs, best test -ELBO, IS-NLL if evaluated, duration."""
     if not directory.is_dir():
@@ -348,14 +402,18 @@ def info(
         elif entry.kind == "dataset":
             console.print(f"  data root: {entry.spec.expects}", highlight=False)
         else:
-            console.print(_schema_table(entry.spec.config, f"options ({entry.kind}: {{name: {entry.name}, ...}})"))
+            console.print(
+                _schema_table(entry.spec.config, f"options ({entry.kind}: {{name: {entry.name}, ...}})")
+            )
 
 
 @app.command("new-plugin")
 @_user_errors
 def new_plugin_command(
     name: Annotated[str, typer.Argument(help="Plugin name, e.g. 'laplace' (package genmod-laplace).")],
-    directory: Annotated[Path, typer.Option("--dir", help="Where to create the package folder.", file_okay=False)] = Path("."),
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to create the package folder.", file_okay=False)
+    ] = Path("."),
 ) -> None:
     """Create an installable plugin package with an example prior, a model, a recipe and a test."""
     root = new_plugin(name, directory)

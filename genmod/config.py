@@ -88,7 +88,8 @@ class TrainConfig(_Strict):
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
     eval_batch_size: int = Field(1000, ge=1)
     sample_epochs: list[int] = Field(
-        [0, 10, 20, 30], description="Epochs after which a sample grid is saved (0 = before training); the last epoch always is."
+        [0, 10, 20, 30],
+        description="Epochs after which a sample grid is saved (0 = before training); the last epoch always is.",
     )
     samples: int = Field(64, ge=1, description="Images per sample grid.")
     logger: Literal["none", "tensorboard"] = Field(
@@ -105,4 +106,3 @@ class RunConfig(_Strict):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
-

@@ -79,7 +79,11 @@ def _describe(error: Mapping[str, Any], schema: type[BaseModel], prefix: str = "
     if error["type"] == "extra_forbidden":
         allowed = _field_names(schema, loc[:-1])
         close = difflib.get_close_matches(loc[-1], allowed, n=1)
-        hint = f"did you mean '{'.'.join([*full[:-1], close[0]])}'?" if close else f"allowed: {', '.join(allowed) or 'none'}"
+        hint = (
+            f"did you mean '{'.'.join([*full[:-1], close[0]])}'?"
+            if close
+            else f"allowed: {', '.join(allowed) or 'none'}"
+        )
         return f"unknown config key '{key}': {hint}"
     if error["type"] == "missing":
         return f"config key '{key}' is required"
@@ -98,7 +102,9 @@ def validate_run_config(raw: dict[str, Any], registry: Registry) -> RunConfig:
     try:
         config = schema.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError("invalid config: " + "; ".join(_describe(e, schema) for e in exc.errors())) from None
+        raise ConfigError(
+            "invalid config: " + "; ".join(_describe(e, schema) for e in exc.errors())
+        ) from None
     _check_components(config, registry)
     return config
 
@@ -112,7 +118,9 @@ def _check_components(config: RunConfig, registry: Registry) -> None:
             except ValidationError as exc:
                 options = registry.get(field, value.name).spec.config  # type: ignore[arg-type]
                 problems = [_describe(e, options, prefix=f"model.{field}") for e in exc.errors()]
-                raise ConfigError(f"invalid config ({field} '{value.name}'): " + "; ".join(problems)) from None
+                raise ConfigError(
+                    f"invalid config ({field} '{value.name}'): " + "; ".join(problems)
+                ) from None
 
 
 def resolve_run_config(

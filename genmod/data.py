@@ -62,7 +62,9 @@ def load_data(spec: DatasetSpec, config: DataConfig, device: torch.device) -> Da
         if isinstance(exc, FileNotFoundError):
             raise DataError(f"dataset '{spec.name}' not found in {root}: {where}") from None
         if download:
-            raise DataError(f"dataset '{spec.name}' is not in {root} and downloading it failed ({reason}): {where}") from None
+            raise DataError(
+                f"dataset '{spec.name}' is not in {root} and downloading it failed ({reason}): {where}"
+            ) from None
         raise DataError(f"cannot read dataset '{spec.name}' from {root}: {reason}") from None
     if config.limit is not None:
         if config.limit > len(train):

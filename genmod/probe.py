@@ -52,29 +52,61 @@ def probe_model(model: VAE, x: Tensor, model_name: str) -> None:
     n = len(x)
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         q = p.call(model.encoder, "encoder", model.encoder, x)
-        p.expect(isinstance(q, Distribution), model.encoder, "encoder",
-                 f"returned a {type(q).__name__}, not a torch.distributions.Distribution")
-        p.expect(q.batch_shape == (n,) and len(q.event_shape) == 1, model.encoder, "encoder",
-                 f"returned batch shape {tuple(q.batch_shape)} and event shape {tuple(q.event_shape)}; "
-                 f"expected ({n},) and (latent_dim,)")
+        p.expect(
+            isinstance(q, Distribution),
+            model.encoder,
+            "encoder",
+            f"returned a {type(q).__name__}, not a torch.distributions.Distribution",
+        )
+        p.expect(
+            q.batch_shape == (n,) and len(q.event_shape) == 1,
+            model.encoder,
+            "encoder",
+            f"returned batch shape {tuple(q.batch_shape)} and event shape {tuple(q.event_shape)}; "
+            f"expected ({n},) and (latent_dim,)",
+        )
         z = p.call(model.encoder, "encoder", q.rsample)
         params = p.call(model.decoder, "decoder", model.decoder, z)
-        p.expect(isinstance(params, Tensor) and params.shape == x.shape, model.decoder, "decoder",
-                 f"returned {tuple(getattr(params, 'shape', ())) or type(params).__name__}; expected a tensor "
-                 f"of the data's shape {tuple(x.shape)}")
+        p.expect(
+            isinstance(params, Tensor) and params.shape == x.shape,
+            model.decoder,
+            "decoder",
+            f"returned {tuple(getattr(params, 'shape', ())) or type(params).__name__}; expected a tensor "
+            f"of the data's shape {tuple(x.shape)}",
+        )
         px = p.call(model.likelihood, "likelihood", model.likelihood, params)
-        p.expect(isinstance(px, Distribution), model.likelihood, "likelihood",
-                 f"returned a {type(px).__name__}, not a torch.distributions.Distribution")
+        p.expect(
+            isinstance(px, Distribution),
+            model.likelihood,
+            "likelihood",
+            f"returned a {type(px).__name__}, not a torch.distributions.Distribution",
+        )
         log_px = p.call(model.likelihood, "likelihood", px.log_prob, x)
-        p.expect(log_px.shape == (n,), model.likelihood, "likelihood",
-                 f"log_prob has shape {tuple(log_px.shape)}; expected ({n},), one value per image "
-                 "(sum over the data dimensions, e.g. with Independent)")
+        p.expect(
+            log_px.shape == (n,),
+            model.likelihood,
+            "likelihood",
+            f"log_prob has shape {tuple(log_px.shape)}; expected ({n},), one value per image "
+            "(sum over the data dimensions, e.g. with Independent)",
+        )
         mean = p.call(model.likelihood, "likelihood", model.likelihood.mean, params)
-        p.expect(mean.shape == x.shape, model.likelihood, "likelihood",
-                 f"mean has shape {tuple(mean.shape)}; expected the data's {tuple(x.shape)}")
+        p.expect(
+            mean.shape == x.shape,
+            model.likelihood,
+            "likelihood",
+            f"mean has shape {tuple(mean.shape)}; expected the data's {tuple(x.shape)}",
+        )
         samples = p.call(model.prior, "prior", model.prior.sample, 3)
-        p.expect(samples.shape == (3, *q.event_shape), model.prior, "prior",
-                 f"sample(3) has shape {tuple(samples.shape)}; expected {(3, *q.event_shape)}")
+        p.expect(
+            samples.shape == (3, *q.event_shape),
+            model.prior,
+            "prior",
+            f"sample(3) has shape {tuple(samples.shape)}; expected {(3, *q.event_shape)}",
+        )
         log_pz = p.call(model.prior, "prior", model.prior.log_prob, z)
-        p.expect(log_pz.shape == (n,), model.prior, "prior",
-                 f"log_prob has shape {tuple(log_pz.shape)}; expected ({n},)")
+        p.expect(
+            log_pz.shape == (n,),
+            model.prior,
+            "prior",
+            f"log_prob has shape {tuple(log_pz.shape)}; expected ({n},)",
+        )

@@ -26,7 +26,9 @@ class RunReporter:
         )
         self._task: Any = None
 
-    def start(self, model: str, out_dir: Path, device: str, parameters: int, first_epoch: int, resumed: bool) -> None:
+    def start(
+        self, model: str, out_dir: Path, device: str, parameters: int, first_epoch: int, resumed: bool
+    ) -> None:
         verb = "resuming" if resumed else "training"
         self.console.print(
             f"[bold]{verb} {model}[/] from epoch {first_epoch} on {device} "

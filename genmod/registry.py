@@ -109,8 +109,10 @@ class Registry:
         if name in table:
             return table[name]
         close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else (
-            f"available: {', '.join(sorted(table)) or 'none'}"
+        hint = (
+            f"did you mean {', '.join(repr(c) for c in close)}?"
+            if close
+            else (f"available: {', '.join(sorted(table)) or 'none'}")
         )
         broken = ", ".join(f"'{f.plugin.distribution}'" for f in self.failures)
         note = f"; plugin {broken} failed to load and may provide it" if broken else ""

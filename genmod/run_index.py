@@ -30,7 +30,9 @@ def summarize(run_dir: Path) -> RunSummary | None:
         config = artifacts.read_config(config_file)
         metrics_file = run_dir / artifacts.METRICS
         history = artifacts.read_metrics(metrics_file) if metrics_file.is_file() else []
-        evaluation = json.loads((run_dir / artifacts.EVAL).read_text()) if (run_dir / artifacts.EVAL).is_file() else {}
+        evaluation = (
+            json.loads((run_dir / artifacts.EVAL).read_text()) if (run_dir / artifacts.EVAL).is_file() else {}
+        )
         return RunSummary(
             path=run_dir,
             model=config["model"]["name"],

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
 from genmod import artifacts, distributed
-from genmod.checkpoint import FILENAME as CHECKPOINT, load_checkpoint, save_checkpoint
+from genmod.checkpoint import FILENAME as CHECKPOINT
+from genmod.checkpoint import load_checkpoint, save_checkpoint
 from genmod.config import RunConfig
 from genmod.config_loader import resolve_run_config
 from genmod.data import Data, load_data
@@ -74,7 +76,9 @@ def prepare_out_dir(path: Path, *, force: bool) -> None:
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise ConfigError(f"cannot write to output folder {path} ({exc.strerror}): choose another --out") from None
+        raise ConfigError(
+            f"cannot write to output folder {path} ({exc.strerror}): choose another --out"
+        ) from None
 
 
 def build_model(
@@ -98,10 +102,14 @@ def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> No
         model.load_state_dict(weights)
     except RuntimeError as exc:
         reason = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"the checkpoint does not match this model or config ({reason[:150]})") from None
+        raise CheckpointError(
+            f"the checkpoint does not match this model or config ({reason[:150]})"
+        ) from None
 
 
-def load_trained(run_dir: Path, registry: Registry, device: torch.device) -> tuple[RunConfig, VAE, dict[str, Any]]:
+def load_trained(
+    run_dir: Path, registry: Registry, device: torch.device
+) -> tuple[RunConfig, VAE, dict[str, Any]]:
     """The config, the model with its last checkpoint's weights (in eval mode), and the checkpoint."""
     config = resolve_run_config(registry, run_dir=run_dir)
     state = load_checkpoint(run_dir / CHECKPOINT, config.model.name)
@@ -176,7 +184,9 @@ class Run:
         shape = tuple(self.data.train.shape[1:])
         self.model = build_model(config, registry, shape, probe=self.data.train[:2])
         self.trained: torch.nn.Module = (
-            DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+            DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
             if self.topology.distributed
             else self.model
         )
@@ -206,7 +216,11 @@ class Run:
             "epoch": self.epoch,
             "position": None
             if position is None
-            else {"order_state": position.order_state, "step": position.step, "totals": position.totals.cpu()},
+            else {
+                "order_state": position.order_state,
+                "step": position.step,
+                "totals": position.totals.cpu(),
+            },
             "data_shape": list(self.data.train.shape[1:]),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -226,7 +240,9 @@ class Run:
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
         except (KeyError, ValueError, TypeError) as exc:
-            raise CheckpointError(f"the checkpoint's optimizer state does not match this config ({exc})") from None
+            raise CheckpointError(
+                f"the checkpoint's optimizer state does not match this config ({exc})"
+            ) from None
         rng = state["rng"]
         if len(rng["torch"]) != self.topology.world_size:
             raise CheckpointError(
@@ -240,7 +256,9 @@ class Run:
         self.history = list(state["history"])
         self.epoch = int(state["epoch"])
         saved = state.get("position")
-        self.position = None if saved is None else EpochPosition(saved["order_state"], saved["step"], saved["totals"])
+        self.position = (
+            None if saved is None else EpochPosition(saved["order_state"], saved["step"], saved["totals"])
+        )
 
     def checkpoint(self) -> None:
         state = self.state()  # every rank takes part in gathering the RNG states
@@ -294,7 +312,11 @@ class Run:
                     if stops.requested and self.epoch < train.epochs:
                         raise KeyboardInterrupt
         except KeyboardInterrupt:
-            done = f"epoch {self.epoch + 1}, step {self.position.step}" if self.position else f"epoch {self.epoch}"
+            done = (
+                f"epoch {self.epoch + 1}, step {self.position.step}"
+                if self.position
+                else f"epoch {self.epoch}"
+            )
             raise Interrupted(
                 f"interrupted; training up to {done} is saved. Continue with: genmod run --resume {self.out_dir}"
                 if self.epoch or self.position
@@ -318,8 +340,16 @@ class Run:
         started = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
         self.position = train_epoch(
-            self.trained, self.optimizer, self.data.train, train.batch_size, self.generator, epoch, self.position,
-            on_progress=self.reporter.step, binarize=self.data.dynamic_binarization, should_stop=should_stop,
+            self.trained,
+            self.optimizer,
+            self.data.train,
+            train.batch_size,
+            self.generator,
+            epoch,
+            self.position,
+            on_progress=self.reporter.step,
+            binarize=self.data.dynamic_binarization,
+            should_stop=should_stop,
             shard=(self.topology.rank, self.topology.world_size),
         )
         if self.position.step < steps:

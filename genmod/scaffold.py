@@ -14,7 +14,7 @@ from genmod.errors import ConfigError
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
-PYPROJECT = '''\
+PYPROJECT = """\
 [build-system]
 requires = ["setuptools>=68"]
 build-backend = "setuptools.build_meta"
@@ -37,7 +37,7 @@ include = ["{module}*"]
 
 [tool.setuptools.package-data]
 {module} = ["*.yaml"]
-'''
+"""
 
 MODULE = '''\
 """genmod plugin {dist}: the `{name}` prior and the `{model}` model that uses it.
@@ -135,7 +135,7 @@ def register_models(register):
     register(ModelSpec("{model}", {cls}Config, build, recipe, "An MLP VAE with the {name} prior."))
 '''
 
-RECIPE = '''\
+RECIPE = """\
 # `genmod run {model}` trains with this recipe; override any key with --set.
 model:
   name: {model}
@@ -151,9 +151,9 @@ train:
   lr: 1.0e-3
   seed: 0
   sample_epochs: [0, 10]
-'''
+"""
 
-README = '''\
+README = """\
 # {dist}
 
 A genmod plugin: the `{name}` prior and the `{model}` model.
@@ -168,9 +168,9 @@ GENMOD_DATA_DIR=/path/to/data pytest     # the tests train on MNIST from there
 
 Edit `{module}/__init__.py`: `{cls}Prior.distribution` defines p(z); the hooks at the bottom
 register the prior and the model. The recipe is `{module}/{model}.yaml`.
-'''
+"""
 
-TEST = '''\
+TEST = """\
 import json
 import subprocess
 import sys
@@ -208,13 +208,15 @@ def test_model_trains_one_epoch(tmp_path):
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.jsonl").read_text())
     assert metrics["test_loss"] < 400 and metrics["test_kl"] > 0
-'''
+"""
 
 
 def new_plugin(name: str, directory: Path) -> Path:
     """Write the package for plugin ``name`` into ``directory/genmod-<name>``; return its path."""
     if not _NAME.match(name):
-        raise ConfigError(f"plugin name '{name}' must be lowercase letters and digits joined by '-', e.g. 'laplace'")
+        raise ConfigError(
+            f"plugin name '{name}' must be lowercase letters and digits joined by '-', e.g. 'laplace'"
+        )
     dist = f"genmod-{name}"
     module = dist.replace("-", "_")
     fields = {

@@ -45,7 +45,9 @@ def _summed_terms(model: torch.nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
     """The objective for ``x`` and the sums of (-ELBO, reconstruction, KL, images), detached."""
     loss, terms = model(x)
     count = torch.tensor(float(len(x)), device=x.device)
-    return loss, torch.stack((terms.negative_elbo.sum(), terms.reconstruction.sum(), terms.kl.sum(), count)).detach()
+    return loss, torch.stack(
+        (terms.negative_elbo.sum(), terms.reconstruction.sum(), terms.kl.sum(), count)
+    ).detach()
 
 
 def train_epoch(

@@ -1,12 +1,10 @@
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from genmod.cli import app
+from helpers import genmod, losses, metrics, small_run
 
 RUN_FILES = {
     "config.yaml",
@@ -17,18 +15,6 @@ RUN_FILES = {
     "loss_plot.png",
     "checkpoint.pt",
 }
-
-
-def genmod(*args: str):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def small_run(out: Path, *extra: str):
-    return genmod("run", "mlp-vae", "--out", out, "--device", "cpu", "--set", "data.limit=1000", *extra)
-
-
-def metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_help_lists_the_commands():
@@ -50,7 +36,9 @@ def test_list_shows_the_reference_model_and_builtins():
 
 def test_run_writes_every_output(tmp_path):
     out = tmp_path / "run"
-    result = genmod("run", "mlp-vae", "--epochs", 1, "--set", "data.limit=2000", "--out", out, "--device", "cpu")
+    result = genmod(
+        "run", "mlp-vae", "--epochs", 1, "--set", "data.limit=2000", "--out", out, "--device", "cpu"
+    )
     assert result.exit_code == 0, result.output
     assert RUN_FILES <= {p.name for p in out.iterdir()}
     (row,) = metrics(out)
@@ -101,8 +89,7 @@ def test_config_file_and_typo_hint(tmp_path):
 def test_same_seed_gives_identical_losses(tmp_path):
     for name in ("a", "b"):
         assert small_run(tmp_path / name, "--epochs", 2, "--seed", 7).exit_code == 0
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
-    assert strip(metrics(tmp_path / "a")) == strip(metrics(tmp_path / "b"))
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
     assert small_run(tmp_path / "c", "--epochs", 2, "--seed", 8).exit_code == 0
     assert metrics(tmp_path / "c")[0]["train_loss"] != metrics(tmp_path / "a")[0]["train_loss"]
 
@@ -112,8 +99,7 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert small_run(tmp_path / "split", "--epochs", 2).exit_code == 0
     resumed = genmod("run", "--resume", tmp_path / "split", "--epochs", 3)
     assert resumed.exit_code == 0, resumed.output
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
-    assert strip(metrics(tmp_path / "split")) == strip(metrics(tmp_path / "whole"))
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole")
     whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["model"]
     split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(whole[k], split[k]) for k in whole)

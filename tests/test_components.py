@@ -7,9 +7,16 @@ from genmod.specs import BuildContext
 
 
 def test_each_interface_names_the_missing_method():
-    for base, method in ((Encoder, "forward"), (Decoder, "forward"), (Likelihood, "forward"), (Prior, "distribution")):
+    for base, method in (
+        (Encoder, "forward"),
+        (Decoder, "forward"),
+        (Likelihood, "forward"),
+        (Prior, "distribution"),
+    ):
         incomplete = type(f"Incomplete{base.__name__}", (base,), {})
-        with pytest.raises(TypeError, match=rf"Incomplete{base.__name__}.*genmod\.{base.__name__}.*{method}\(\)"):
+        with pytest.raises(
+            TypeError, match=rf"Incomplete{base.__name__}.*genmod\.{base.__name__}.*{method}\(\)"
+        ):
             incomplete()
 
 

@@ -38,7 +38,9 @@ class OneComponentMixturePrior(Prior):
 
 
 def tiny_vae(prior: Prior) -> VAE:
-    enc = torch.tensor([[0.5, -0.2, 0.1, 0.3], [0.1, 0.4, -0.3, 0.2], [-0.2, 0.3, 0.2, -0.1], [0.3, 0.1, 0.4, 0.2]])
+    enc = torch.tensor(
+        [[0.5, -0.2, 0.1, 0.3], [0.1, 0.4, -0.3, 0.2], [-0.2, 0.3, 0.2, -0.1], [0.3, 0.1, 0.4, 0.2]]
+    )
     dec = torch.tensor([[1.0, -0.5, 0.3, 0.8], [-0.7, 0.2, 0.9, -0.4]])
     return VAE(LinearEncoder(enc), LinearDecoder(dec), prior, BernoulliLikelihood(3))
 
@@ -61,9 +63,13 @@ def test_negative_elbo_matches_hand_computation():
         sigma = [math.exp(0.5 * lv) for lv in log_var]
         z = [mean[j] + sigma[j] * eps[i, j].item() for j in range(2)]
         logits = [sum(z[j] * model.decoder.weight[j, p].item() for j in range(2)) for p in range(4)]
-        probs = [1 / (1 + math.exp(-l)) for l in logits]
-        expected_rec.append(-sum(x * math.log(p) + (1 - x) * math.log(1 - p) for x, p in zip(pixels, probs)))
-        expected_kl.append(0.5 * sum(m * m + s * s - 1 - lv for m, s, lv in zip(mean, sigma, log_var)))
+        probs = [1 / (1 + math.exp(-logit)) for logit in logits]
+        expected_rec.append(
+            -sum(x * math.log(p) + (1 - x) * math.log(1 - p) for x, p in zip(pixels, probs, strict=True))
+        )
+        expected_kl.append(
+            0.5 * sum(m * m + s * s - 1 - lv for m, s, lv in zip(mean, sigma, log_var, strict=True))
+        )
 
     torch.testing.assert_close(terms.reconstruction, torch.tensor(expected_rec), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(terms.kl, torch.tensor(expected_kl), rtol=1e-5, atol=1e-5)

@@ -47,7 +47,10 @@ def genmod(*args):
 @pytest.mark.parametrize(
     ("decoder", "message"),
     [
-        ("flat", "decoder FlatDecoder of model 'beta-vae' returned (2, 784); expected a tensor of the data's shape (2, 1, 28, 28)"),
+        (
+            "flat",
+            "decoder FlatDecoder of model 'beta-vae' returned (2, 784); expected a tensor of the data's shape (2, 1, 28, 28)",
+        ),
         ("plain", "decoder 'plain' built a NotADecoder, not a genmod.Decoder subclass"),
         ("forgot", "does not implement forward()"),
     ],
@@ -89,13 +92,28 @@ def test_new_plugin_scaffold_installs_lists_trains_and_passes_its_own_test(tmp_p
     package = tmp_path / "genmod-student-t"
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", site, package],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            site,
+            package,
+        ],
+        check=True,
+        capture_output=True,
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
     own_tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", package / "tests"],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert own_tests.returncode == 0, own_tests.stdout + own_tests.stderr
     assert "3 passed" in own_tests.stdout

@@ -58,29 +58,62 @@ def test_installed_prior_plugin_is_listed_and_trains(tmp_path, monkeypatch):
 
     out = tmp_path / "run"
     result = genmod(
-        "run", "mlp-vae", "--epochs", 1, "--set", "data.limit=1000", "--set", "model.prior=laplace",
-        "--out", out, "--device", "cpu",
+        "run",
+        "mlp-vae",
+        "--epochs",
+        1,
+        "--set",
+        "data.limit=1000",
+        "--set",
+        "model.prior=laplace",
+        "--out",
+        out,
+        "--device",
+        "cpu",
     )
     assert result.exit_code == 0, result.output
     assert "prior: laplace" in (out / "config.yaml").read_text()
     row = json.loads((out / "metrics.jsonl").read_text())
-    assert row["test_kl"] > 0 and row["test_loss"] < 400  # Monte Carlo KL, since torch has no Normal-Laplace KL
+    assert (
+        row["test_kl"] > 0 and row["test_loss"] < 400
+    )  # Monte Carlo KL, since torch has no Normal-Laplace KL
 
 
 def test_plugin_that_fails_to_import_is_reported_and_others_still_work(tmp_path, monkeypatch):
-    install_distribution(tmp_path / "site", monkeypatch, "genmod-broken", "genmod_broken_b", "raise ImportError('no module named flux')\n")
+    install_distribution(
+        tmp_path / "site",
+        monkeypatch,
+        "genmod-broken",
+        "genmod_broken_b",
+        "raise ImportError('no module named flux')\n",
+    )
     result = genmod("list")
     assert result.exit_code == 0
     assert "failed to load" in result.output and "genmod-broken" in result.output and "flux" in result.output
     assert "mlp-vae" in result.output
-    run = genmod("run", "mlp-vae", "--epochs", 1, "--set", "data.limit=500", "--out", tmp_path / "ok", "--device", "cpu")
+    run = genmod(
+        "run",
+        "mlp-vae",
+        "--epochs",
+        1,
+        "--set",
+        "data.limit=500",
+        "--out",
+        tmp_path / "ok",
+        "--device",
+        "cpu",
+    )
     assert run.exit_code == 0, run.output
 
 
 def test_two_plugins_registering_one_name_is_an_error_naming_both(tmp_path, monkeypatch):
     install_distribution(tmp_path / "site", monkeypatch, "genmod-laplace", "genmod_laplace_c", LAPLACE_PLUGIN)
-    install_distribution(tmp_path / "site", monkeypatch, "genmod-laplace-fork", "genmod_laplace_d", LAPLACE_PLUGIN)
-    with pytest.raises(PluginError, match="prior 'laplace' is registered by both.*genmod-laplace.*genmod-laplace-fork"):
+    install_distribution(
+        tmp_path / "site", monkeypatch, "genmod-laplace-fork", "genmod_laplace_d", LAPLACE_PLUGIN
+    )
+    with pytest.raises(
+        PluginError, match="prior 'laplace' is registered by both.*genmod-laplace.*genmod-laplace-fork"
+    ):
         load_registry()
     result = genmod("list")
     assert result.exit_code == 1 and "genmod-laplace-fork" in result.output
@@ -116,7 +149,18 @@ def test_pip_installed_plugin_package_shows_in_list(tmp_path):
     )
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", target, package],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            target,
+            package,
+        ],
         check=True,
         capture_output=True,
     )
@@ -128,6 +172,9 @@ def test_pip_installed_plugin_package_shows_in_list(tmp_path):
         check=True,
     )
     entries = json.loads(listing.stdout)["entries"]
-    assert {"kind": "prior", "name": "laplace", "distribution": "genmod-laplace", "version": "0.3.0"}.items() <= next(
-        e for e in entries if e["name"] == "laplace"
-    ).items()
+    assert {
+        "kind": "prior",
+        "name": "laplace",
+        "distribution": "genmod-laplace",
+        "version": "0.3.0",
+    }.items() <= next(e for e in entries if e["name"] == "laplace").items()

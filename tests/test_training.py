@@ -29,4 +29,8 @@ def test_learning_rate_schedule_follows_the_seed_recipe(registry):
     assert (config.train.lr, config.train.lr_step_size, config.train.lr_gamma) == (1e-3, 10, 0.1)
     assert (config.train.batch_size, config.train.epochs) == (100, 30)
     assert config.model.latent_dim == 20 and config.model.hidden_dims == [400, 400]
-    assert isinstance(config, RunConfig) and config.data == DataConfig() and isinstance(config.train, TrainConfig)
+    assert (
+        isinstance(config, RunConfig)
+        and config.data == DataConfig()
+        and isinstance(config.train, TrainConfig)
+    )

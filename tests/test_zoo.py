@@ -8,13 +8,13 @@ import torch
 from torch.distributions import ContinuousBernoulli, Normal
 from typer.testing import CliRunner
 
+from genmod.builtins.likelihoods import BernoulliLikelihood
 from genmod.cli import app
 from genmod.config_loader import resolve_run_config
 from genmod.runner import build_model
+from genmod_mlp_vae import MLPEncoder
 from genmod_zoo.likelihoods import ContinuousBernoulliLikelihood, GaussianLikelihood
 from genmod_zoo.priors import MixtureOfGaussiansPrior, VampPrior
-from genmod_mlp_vae import MLPEncoder
-from genmod.builtins.likelihoods import BernoulliLikelihood
 
 
 def grid_mass(log_density, half_width=8.0, points=801) -> float:
@@ -62,7 +62,9 @@ def test_continuous_bernoulli_includes_its_normaliser_and_is_stable_at_one_half(
     got = ContinuousBernoulliLikelihood(1)(logits).log_prob(x)
     lam = torch.sigmoid(logits).double()
     log_c = torch.where(
-        (lam - 0.5).abs() < 1e-3, torch.full_like(lam, math.log(2)), torch.log(2 * torch.atanh(1 - 2 * lam) / (1 - 2 * lam))
+        (lam - 0.5).abs() < 1e-3,
+        torch.full_like(lam, math.log(2)),
+        torch.log(2 * torch.atanh(1 - 2 * lam) / (1 - 2 * lam)),
     )
     expected = (log_c + x * lam.log() + (1 - x) * (1 - lam).log()).sum(-1)
     torch.testing.assert_close(got.double(), expected, rtol=1e-4, atol=1e-4)

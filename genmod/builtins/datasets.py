@@ -58,7 +58,9 @@ def _as_images(tensor: object, where: str) -> torch.Tensor:
     if tensor.dim() == 3:
         tensor = tensor.unsqueeze(1)
     if tensor.dim() != 4 or len(tensor) == 0:
-        raise ValueError(f"{where} has shape {tuple(tensor.shape)}; expected (N, C, H, W) or (N, H, W) with N > 0")
+        raise ValueError(
+            f"{where} has shape {tuple(tensor.shape)}; expected (N, C, H, W) or (N, H, W) with N > 0"
+        )
     if tensor.dtype == torch.uint8:
         return tensor.float().div_(255)
     if not tensor.is_floating_point():
@@ -76,7 +78,9 @@ def _load_tensor_file(root: Path, split: str, download: bool) -> torch.Tensor:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for files it cannot read
-        raise ValueError(f"{path.name} is not a tensor file torch.load can read ({type(exc).__name__})") from None
+        raise ValueError(
+            f"{path.name} is not a tensor file torch.load can read ({type(exc).__name__})"
+        ) from None
     if not isinstance(content, dict) or split not in content:
         raise ValueError(f"{path.name} must hold a dict with 'train' and 'test' image tensors")
     return _as_images(content[split], f"{path.name}['{split}']")
@@ -96,10 +100,14 @@ def _load_image_folder(root: Path, split: str, download: bool) -> torch.Tensor:
     for path in paths:
         with Image.open(path) as image:
             if image.size != size:
-                raise ValueError(f"{path} is {image.size[0]}x{image.size[1]}, but {paths[0].name} is {size[0]}x{size[1]}: all images must have one size")
+                raise ValueError(
+                    f"{path} is {image.size[0]}x{image.size[1]}, but {paths[0].name} is {size[0]}x{size[1]}: all images must have one size"
+                )
             images.append(torch.frombuffer(bytearray(image.convert(mode).tobytes()), dtype=torch.uint8))
     channels = 1 if mode == "L" else 3
-    return torch.stack(images).view(len(paths), size[1], size[0], channels).permute(0, 3, 1, 2).float().div_(255)
+    return (
+        torch.stack(images).view(len(paths), size[1], size[0], channels).permute(0, 3, 1, 2).float().div_(255)
+    )
 
 
 def _idx_layout(folder: str) -> str:

@@ -34,7 +34,7 @@ RECIPE = Path(str(files(__name__) / "mlp-vae.yaml"))
 def _mlp(sizes: list[int]) -> nn.Sequential:
     """Linear layers with ReLU between and after them."""
     layers: list[nn.Module] = []
-    for n_in, n_out in zip(sizes, sizes[1:]):
+    for n_in, n_out in zip(sizes, sizes[1:], strict=False):
         layers += [nn.Linear(n_in, n_out), nn.ReLU()]
     return nn.Sequential(*layers)
 
@@ -76,9 +76,7 @@ def build_mlp_vae(config: MLPVAEConfig, context: BuildContext) -> VAE:
     shape = context.data_shape
     encoder = MLPEncoder(shape, config.hidden_dims, config.latent_dim)
     decoder = MLPDecoder(config.latent_dim, config.hidden_dims, shape)
-    return VAE(
-        encoder, decoder, context.prior(config, encoder), context.likelihood(config), beta=config.beta
-    )
+    return VAE(encoder, decoder, context.prior(config, encoder), context.likelihood(config), beta=config.beta)
 
 
 @hookimpl

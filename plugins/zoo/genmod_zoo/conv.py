@@ -11,7 +11,9 @@ from genmod import ComponentContext, Decoder, Encoder, diagonal_gaussian
 
 class ConvOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    channels: list[int] = Field([32, 64], min_length=2, max_length=2, description="Channels of the two conv layers.")
+    channels: list[int] = Field(
+        [32, 64], min_length=2, max_length=2, description="Channels of the two conv layers."
+    )
     hidden: int = Field(256, ge=1, description="Width of the fully connected layer.")
 
 
@@ -26,10 +28,13 @@ class ConvEncoder(Encoder):
         super().__init__()
         c1, c2 = options.channels
         self.net = nn.Sequential(
-            nn.Conv2d(_check_shape(data_shape), c1, 4, 2, 1), nn.ReLU(),  # 14×14
-            nn.Conv2d(c1, c2, 4, 2, 1), nn.ReLU(),  # 7×7
+            nn.Conv2d(_check_shape(data_shape), c1, 4, 2, 1),
+            nn.ReLU(),  # 14×14
+            nn.Conv2d(c1, c2, 4, 2, 1),
+            nn.ReLU(),  # 7×7
             nn.Flatten(),
-            nn.Linear(c2 * 49, options.hidden), nn.ReLU(),
+            nn.Linear(c2 * 49, options.hidden),
+            nn.ReLU(),
             nn.Linear(options.hidden, 2 * latent_dim),
         )
 
@@ -43,10 +48,13 @@ class ConvDecoder(Decoder):
         super().__init__()
         c1, c2 = options.channels
         self.net = nn.Sequential(
-            nn.Linear(latent_dim, options.hidden), nn.ReLU(),
-            nn.Linear(options.hidden, c2 * 49), nn.ReLU(),
+            nn.Linear(latent_dim, options.hidden),
+            nn.ReLU(),
+            nn.Linear(options.hidden, c2 * 49),
+            nn.ReLU(),
             nn.Unflatten(-1, (c2, 7, 7)),
-            nn.ConvTranspose2d(c2, c1, 4, 2, 1), nn.ReLU(),  # 14×14
+            nn.ConvTranspose2d(c2, c1, 4, 2, 1),
+            nn.ReLU(),  # 14×14
             nn.ConvTranspose2d(c1, _check_shape(data_shape), 4, 2, 1),  # 28×28
         )
 

@@ -61,7 +61,9 @@ class VampPrior(Prior):
     def distribution(self) -> Distribution:
         components = self.encoder(self.pseudo_inputs)
         weights = torch.zeros(len(self.pseudo_logits), device=self.pseudo_logits.device)
-        return MixtureSameFamily(Categorical(logits=weights, validate_args=False), components, validate_args=False)
+        return MixtureSameFamily(
+            Categorical(logits=weights, validate_args=False), components, validate_args=False
+        )
 
 
 def make_mixture(options: MixtureOptions, context: ComponentContext) -> MixtureOfGaussiansPrior:
@@ -72,4 +74,3 @@ def make_vampprior(options: VampOptions, context: ComponentContext) -> VampPrior
     if context.encoder is None:
         raise ValueError("the VampPrior needs the model's encoder")
     return VampPrior(context.encoder, context.data_shape, options.pseudo_inputs)
-

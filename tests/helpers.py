@@ -1,0 +1,27 @@
+"""Shared helpers for the CLI-level tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from genmod.cli import app
+
+
+def genmod(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def small_run(out: Path, *extra: object):
+    return genmod("run", "mlp-vae", "--out", out, "--device", "cpu", "--set", "data.limit=1000", *extra)
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def losses(out: Path) -> list[dict]:
+    """The metrics without wall-clock times, which never repeat."""
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in metrics(out)]
