@@ -161,7 +161,7 @@ def run(
     ] = None,
     nproc: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Train with N processes via torchrun (DistributedDataParallel)."),
+        typer.Option(min=1, help="Train with N processes on this machine (DistributedDataParallel)."),
     ] = None,
     plugin: PluginOption = None,
 ) -> None:

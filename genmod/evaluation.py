@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -12,8 +15,25 @@ from torch import Tensor
 from genmod.elbo import log_mean_exp
 from genmod.vae import VAE
 
-# Latents decoded at once: bounds memory (about 0.5 GB for the reference MLP) whatever k is.
+# Latents decoded at once: bounds the evaluator's working memory (about 0.3 GB for the
+# reference MLP) whatever k and the number of images.
 MAX_ROWS = 32_768
+
+
+def _malloc_trim() -> Callable[[], object]:
+    """glibc's ``malloc_trim``, or a no-op where there is none.
+
+    glibc keeps the freed blocks of these large temporaries instead of returning them to the
+    system, so over thousands of batches a process would creep up by about 1 MB a batch
+    (4.2 GB resident after the full MNIST test set at k=5000); trimming after each batch keeps
+    it flat.
+    """
+    name = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    return (lambda: trim(0)) if trim is not None else (lambda: None)
+
+
+_release_freed_memory = _malloc_trim()
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,8 @@ def importance_sampled_nll(model: VAE, images: Tensor, k: int, max_rows: int = M
         log_w = model.log_importance_weights(x, k, chunk_size=chunk)
         log_px.append(log_mean_exp(log_w, dim=0))
         elbo.append(log_w.mean(0))
+        del log_w
+        _release_freed_memory()
     nll, nll_se = _mean_and_se(-torch.cat(log_px))
     neg_elbo, neg_elbo_se = _mean_and_se(-torch.cat(elbo))
     return NLLResult(len(images), k, nll, nll_se, neg_elbo, neg_elbo_se, time.perf_counter() - started)
