@@ -277,6 +277,7 @@ def test_checkpoint_loads_weights_only_and_refuses_foreign_files(tmp_path):
     (out / "checkpoint.pt").write_bytes(b"\x80\x04not a zip at all")
     result = genmod("run", "--resume", out)
     assert result.exit_code == 1 and "truncated, corrupted or not a genmod checkpoint" in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_interrupted_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
