@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -25,3 +26,12 @@ def metrics(out: Path) -> list[dict]:
 def losses(out: Path) -> list[dict]:
     """The metrics without wall-clock times, which never repeat."""
     return [{k: v for k, v in row.items() if k != "seconds"} for row in metrics(out)]
+
+
+def pip_install(package: Path | str, target: Path | str) -> list[str]:
+    """The command that installs ``package`` into ``target`` the way pip installs any plugin,
+    without touching the environment that runs the tests."""
+    return [
+        sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+        "--target", str(target), str(package),
+    ]  # fmt: skip

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import pip_install
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "writing-plugins.md"
 BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
 
@@ -17,18 +19,7 @@ def run_command(line: str, cwd: Path, env: dict[str, str]) -> subprocess.Complet
         command = [sys.executable, "-m", "genmod", *words[1:]]
     elif words[:3] == ["pip", "install", "-e"]:
         # Installed into a folder of the test's own instead of the environment running the tests.
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            env["PYTHONPATH"],
-            words[3],
-        ]
+        command = pip_install(words[3], env["PYTHONPATH"])
     else:
         command = ["bash", "-c", line]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)

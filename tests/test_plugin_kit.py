@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from genmod.cli import app
+from helpers import pip_install
 
 BROKEN = """
 from torch import nn
@@ -92,18 +93,7 @@ def test_new_plugin_scaffold_installs_lists_trains_and_passes_its_own_test(tmp_p
     package = tmp_path / "genmod-student-t"
     site = tmp_path / "site"
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            site,
-            package,
-        ],
+        pip_install(package, site),
         check=True,
         capture_output=True,
     )

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from genmod.cli import app
 from genmod.errors import PluginError
 from genmod.registry import load_registry
+from helpers import pip_install
 
 LAPLACE_PLUGIN = """
 import torch
@@ -149,18 +150,7 @@ def test_pip_installed_plugin_package_shows_in_list(tmp_path):
     )
     target = tmp_path / "site"
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            target,
-            package,
-        ],
+        pip_install(package, target),
         check=True,
         capture_output=True,
     )
