@@ -10,7 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    SerializeAsAny,
+    model_serializer,
+    model_validator,
+)
 
 
 class _Strict(BaseModel):
@@ -87,7 +95,7 @@ class TrainConfig(_Strict):
     seed: int = 0
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
     eval_batch_size: int = Field(1000, ge=1)
-    sample_epochs: list[int] = Field(
+    sample_epochs: list[NonNegativeInt] = Field(
         [0, 10, 20, 30],
         description="Epochs after which a sample grid is saved (0 = before training); the last epoch always is.",
     )

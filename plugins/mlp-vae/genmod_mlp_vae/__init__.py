@@ -11,7 +11,7 @@ import math
 from importlib.resources import files
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
@@ -63,11 +63,13 @@ class MLPDecoder(Decoder):
 
 class MLPOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    hidden_dims: list[int] = Field([400, 400], min_length=1, description="Widths of the hidden layers.")
+    hidden_dims: list[PositiveInt] = Field(
+        [400, 400], min_length=1, description="Widths of the hidden layers."
+    )
 
 
 class MLPVAEConfig(VAEConfig):
-    hidden_dims: list[int] = Field(
+    hidden_dims: list[PositiveInt] = Field(
         [400, 400], min_length=1, description="Hidden layer widths of the encoder (mirrored in the decoder)."
     )
 

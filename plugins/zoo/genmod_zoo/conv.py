@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
@@ -11,7 +11,7 @@ from genmod import ComponentContext, Decoder, Encoder, diagonal_gaussian
 
 class ConvOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    channels: list[int] = Field(
+    channels: list[PositiveInt] = Field(
         [32, 64], min_length=2, max_length=2, description="Channels of the two conv layers."
     )
     hidden: int = Field(256, ge=1, description="Width of the fully connected layer.")
