@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
 
     registry = load_registry()
-    images = registry.dataset("mnist").load(args.data_dir, "train", False)
+    images = registry.dataset("mnist").build(args.data_dir, "train", False)
     config = resolve_run_config(registry, model="mlp-vae")
 
     torch.manual_seed(0)

@@ -64,7 +64,7 @@ def main() -> None:
 
     registry = load_registry()
     # Binarized, as for the published NLLs (and as a Bernoulli with argument checks requires).
-    test = binarize_once(registry.dataset("mnist").load(args.data_dir, "test", False))
+    test = binarize_once(registry.dataset("mnist").build(args.data_dir, "test", False))
     torch.manual_seed(0)
     model = build_model(resolve_run_config(registry, model="mlp-vae"), registry, (1, 28, 28)).eval()
     images = test[: args.images]

@@ -7,14 +7,13 @@ from genmod.components import Decoder, Encoder, Likelihood, Prior, diagonal_gaus
 from genmod.config import ComponentRef, ModelConfig, VAEConfig
 from genmod.elbo import ELBOTerms, kl_term, log_mean_exp
 from genmod.hookspecs import hookimpl
-from genmod.specs import BuildContext, ComponentContext, ComponentSpec, DatasetSpec, ModelSpec, NoOptions
+from genmod.specs import ComponentContext, ComponentSpec, DatasetSpec, ModelContext, ModelSpec, NoOptions
 from genmod.vae import VAE
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "VAE",
-    "BuildContext",
     "ComponentContext",
     "ComponentRef",
     "ComponentSpec",
@@ -24,6 +23,7 @@ __all__ = [
     "Encoder",
     "Likelihood",
     "ModelConfig",
+    "ModelContext",
     "ModelSpec",
     "NoOptions",
     "Prior",

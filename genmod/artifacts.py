@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
 from matplotlib.figure import Figure
 from torchvision.utils import save_image
+
+if TYPE_CHECKING:
+    from genmod.metrics import EpochRecord
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
@@ -42,24 +44,13 @@ def read_config(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
-def write_metrics(history: Sequence[dict[str, Any]], path: Path) -> None:
-    """Rewrite the whole file, so it always agrees with the checkpoint's history."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in history))
-    tmp.replace(path)
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def plot_losses(history: Sequence[dict[str, Any]], path: Path) -> None:
+def plot_losses(history: Sequence[EpochRecord], path: Path) -> None:
     """Train vs test negative ELBO per epoch, as in the seed notebook."""
     figure = Figure(figsize=(6, 4), dpi=100)
     axes = figure.subplots()
-    epochs = [row["epoch"] for row in history]
-    axes.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")
-    axes.plot(epochs, [row["test_loss"] for row in history], marker="o", label="test")
+    epochs = [record.epoch for record in history]
+    axes.plot(epochs, [record.train.loss for record in history], marker="o", label="train")
+    axes.plot(epochs, [record.test.loss for record in history], marker="o", label="test")
     axes.set_xlabel("epoch")
     axes.set_ylabel("negative ELBO (nats per image)")
     axes.set_title("Training and test loss")

@@ -12,30 +12,55 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
 from genmod.errors import CheckpointError
 
 FORMAT = "genmod-checkpoint"
-FORMAT_VERSION = 2
-REQUIRED = (
-    "model_name",
-    "config",
-    "epoch",
-    "position",
-    "data_shape",
-    "model",
-    "optimizer",
-    "scheduler",
-    "rng",
-    "history",
-)
+FORMAT_VERSION = 3
 FILENAME = "checkpoint.pt"
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+class Position(TypedDict):
+    """How far an unfinished epoch got (see ``training.EpochPosition``)."""
+
+    order_state: torch.Tensor
+    step: int
+    totals: torch.Tensor
+
+
+class RNGStates(TypedDict):
+    torch: list[torch.Tensor]
+    """Every process's CPU generator, in rank order."""
+    cuda: torch.Tensor | None
+    data: torch.Tensor
+    """The data-order generator."""
+
+
+class CheckpointState(TypedDict):
+    """The checkpoint's schema: everything needed to continue a run bit for bit."""
+
+    model_name: str
+    config: dict[str, Any]
+    epoch: int
+    """Epochs completed."""
+    position: Position | None
+    """Progress into the next epoch, when the run stopped mid-epoch."""
+    data_shape: list[int]
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any] | None
+    rng: RNGStates
+    history: list[dict[str, Any]]
+    """The ``metrics.EpochRecord`` of every completed epoch, as plain dicts."""
+
+
+REQUIRED = tuple(CheckpointState.__required_keys__)
+
+
+def save_checkpoint(path: Path, state: CheckpointState) -> None:
     """Write ``state`` to ``path`` via a temporary file and an atomic rename."""
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -50,7 +75,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: Path, model_name: str | None = None) -> dict[str, Any]:
+def load_checkpoint(path: Path, model_name: str | None = None) -> CheckpointState:
     """Read a checkpoint, refusing anything that is not a complete genmod checkpoint.
 
     With ``model_name``, a checkpoint of another model is refused too.
@@ -75,11 +100,11 @@ def load_checkpoint(path: Path, model_name: str | None = None) -> dict[str, Any]
             f"{path} has checkpoint format {state.get('format_version')}; this genmod reads "
             f"format {FORMAT_VERSION}"
         )
-    missing = [key for key in REQUIRED if key not in state]
+    missing = sorted(key for key in REQUIRED if key not in state)
     if missing:
         raise CheckpointError(f"{path} is incomplete: it lacks {', '.join(missing)}")
     if model_name is not None and state.get("model_name") != model_name:
         raise CheckpointError(
             f"{path} is a checkpoint of model '{state.get('model_name')}', not '{model_name}'"
         )
-    return state
+    return state  # type: ignore[return-value]

@@ -26,10 +26,11 @@ from genmod.data import Data, binarize_once, load_data
 from genmod.distributed import launch
 from genmod.errors import ConfigError, GenmodError, UnknownNameError
 from genmod.evaluation import importance_sampled_nll
+from genmod.kinds import KINDS
 from genmod.progress import RunReporter
-from genmod.registry import KINDS, Registry, load_registry
+from genmod.registry import Registry, load_registry
 from genmod.run_index import list_runs
-from genmod.runner import Run, load_trained, select_device
+from genmod.runner import load_trained, select_device, train
 from genmod.scaffold import new_plugin
 from genmod.vae import VAE
 
@@ -79,56 +80,131 @@ def _user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _registry(plugin_files: list[Path] | None) -> Registry:
+def _registry(plugin_files: list[Path] | None, *, diagnose: bool = False) -> Registry:
+    """The registry with the installed plugins and the explicit ones.
+
+    A plugin the user named (--plugin, $GENMOD_PLUGINS) must load: every command stops if one
+    fails, except the diagnostic ones (``diagnose``: list, plugins), which show the failure.
+    """
     files = list(plugin_files or [])
     files += [Path(p) for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p]
-    return load_registry(files)
+    registry = load_registry(files)
+    if not diagnose:
+        registry.check_explicit_plugins()
+    return registry
+
+
+def _print_plugin_problems(registry: Registry) -> None:
+    """The failed plugins, conflicting names and overrides, one line each."""
+    for failure in registry.failures:
+        console.print(
+            f"[red]failed to load[/] plugin '{escape(failure.plugin.name)}': {escape(failure.error)}",
+            highlight=False,
+        )
+    if registry.conflicts:
+        names = "; ".join(c.describe() for c in registry.conflicts.values())
+        console.print(f"[red]conflicts[/] (unusable until one is removed): {escape(names)}", highlight=False)
+    for override in registry.overrides:
+        console.print(f"[yellow]override[/]: {escape(override.describe())}", highlight=False)
+
+
+def _check_kind(kind: str | None) -> None:
+    names = [k.name for k in KINDS]
+    if kind is not None and kind not in names:
+        raise ConfigError(f"unknown kind '{kind}': use one of {', '.join(names)}")
 
 
 @app.command("list")
 @_user_errors
 def list_command(
-    kind: Annotated[Optional[str], typer.Option(help=f"Only this kind: {', '.join(KINDS)}.")] = None,
+    kind: Annotated[
+        Optional[str], typer.Option(help=f"Only this kind: {', '.join(k.name for k in KINDS)}.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     plugin: PluginOption = None,
 ) -> None:
     """List registered models, components and datasets, and plugins that failed to load."""
-    if kind is not None and kind not in KINDS:
-        raise ConfigError(f"unknown kind '{kind}': use one of {', '.join(KINDS)}")
-    registry = _registry(plugin)
-    entries = registry.entries(kind)  # type: ignore[arg-type]
+    _check_kind(kind)
+    registry = _registry(plugin, diagnose=True)
+    entries = registry.entries(kind)
     if as_json:
         rows = [
             {
                 "kind": e.kind,
                 "name": e.name,
                 "plugin": e.plugin.name,
-                "distribution": e.plugin.distribution,
                 "version": e.plugin.version,
                 "description": e.description,
             }
             for e in entries
         ]
-        failures = [{"plugin": f.plugin.name, "error": f.error} for f in registry.failures]
-        typer.echo(json.dumps({"entries": rows, "failed": failures}, indent=2))
+        typer.echo(json.dumps({"entries": rows, **_problems_json(registry)}, indent=2))
         return
     table = Table(title="genmod registry")
     for column in ("kind", "name", "plugin", "version", "description"):
         table.add_column(column, no_wrap=column in ("kind", "name"))
     for e in entries:
         table.add_row(
-            *(
-                escape(cell)
-                for cell in (e.kind, e.name, e.plugin.distribution, e.plugin.version, e.description)
-            )
+            *(escape(cell) for cell in (e.kind, e.name, e.plugin.name, e.plugin.version, e.description))
         )
     console.print(table)
-    for failure in registry.failures:
-        console.print(
-            f"[red]failed to load[/] plugin '{failure.plugin.name}' "
-            f"({failure.plugin.distribution} {failure.plugin.version}): {escape(failure.error)}",
-            highlight=False,
+    _print_plugin_problems(registry)
+
+
+def _problems_json(registry: Registry) -> dict[str, Any]:
+    return {
+        "failed": [
+            {"plugin": f.plugin.name, "version": f.plugin.version, "error": f.error}
+            for f in registry.failures
+        ],
+        "conflicts": [
+            {"kind": c.kind, "name": c.name, "plugins": [p.name for p in c.plugins]}
+            for c in registry.conflicts.values()
+        ],
+        "overrides": [
+            {
+                "kind": o.entry.kind,
+                "name": o.entry.name,
+                "plugin": o.entry.plugin.name,
+                "replaces": o.replaced.name,
+            }
+            for o in registry.overrides
+        ],
+    }
+
+
+@app.command("plugins")
+@_user_errors
+def plugins_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    plugin: PluginOption = None,
+) -> None:
+    """List loaded plugins: version, the hooks each implements, what it registered; and failures."""
+    registry = _registry(plugin, diagnose=True)
+    plural = {k.name: k.plural for k in KINDS}
+    if as_json:
+        rows = [
+            {
+                "plugin": p.info.name,
+                "version": p.info.version,
+                "explicit": p.info.explicit,
+                "hooks": list(p.hooks),
+                "registered": p.registered,
+            }
+            for p in registry.plugins
+        ]
+        typer.echo(json.dumps({"plugins": rows, **_problems_json(registry)}, indent=2))
+        return
+    table = Table(title="genmod plugins")
+    for column in ("plugin", "version", "hooks", "registered"):
+        table.add_column(column)
+    for p in registry.plugins:
+        registered = ", ".join(f"{n} {plural[k] if n > 1 else k}" for k, n in p.registered.items())
+        table.add_row(
+            escape(p.info.name), escape(p.info.version), ", ".join(p.hooks), registered or "nothing"
         )
+    console.print(table)
+    _print_plugin_problems(registry)
 
 
 @app.command()
@@ -167,6 +243,14 @@ def run(
 ) -> None:
     """Train a model; writes samples, a loss plot, metrics and a checkpoint."""
     registry = _registry(plugin)
+    if os.environ.get("RANK", "0") == "0":
+        for failure in registry.failures:  # explicit ones have stopped the command already
+            err_console.print(
+                f"[yellow]warning:[/] installed plugin '{escape(failure.plugin.name)}' failed to load "
+                f"and is left out: {escape(failure.error)}",
+                highlight=False,
+                soft_wrap=True,
+            )
     shorthands = {
         "train.epochs": epochs,
         "train.seed": seed,
@@ -202,7 +286,14 @@ def run(
         argv += [a for name, value in options.items() if value is not None for a in (name, str(value))]
         argv += ["--force"] * force + [a for p in plugin or [] for a in ("--plugin", str(p))]
         raise typer.Exit(launch([sys.executable, "-m", "genmod", *argv], nproc))
-    Run(run_config, registry, out_dir, RunReporter(console), resume=resume is not None, force=force).fit()
+    train(
+        run_config,
+        registry,
+        out_dir=out_dir,
+        resume=resume is not None,
+        force=force,
+        reporter=RunReporter(console),
+    )
 
 
 def _trained_with_data(
@@ -392,18 +483,15 @@ def info(
         raise UnknownNameError(f"nothing named '{name}' is registered{hint} (see 'genmod list')")
     for entry in entries:
         console.print(f"[bold]{entry.kind} {entry.name}[/]: {entry.description}", highlight=False)
-        console.print(
-            f"  from plugin '{entry.plugin.name}' ({entry.plugin.distribution} {entry.plugin.version})",
-            highlight=False,
-        )
+        console.print(f"  from plugin '{entry.plugin.name}' {entry.plugin.version}", highlight=False)
         if entry.kind == "model":
-            console.print(f"  recipe: {entry.spec.default_config or 'the config defaults'}", highlight=False)
+            console.print(f"  recipe: {entry.spec.recipe or 'the config defaults'}", highlight=False)
             console.print(_schema_table(entry.spec.config, "model section"))
         elif entry.kind == "dataset":
             console.print(f"  data root: {entry.spec.expects}", highlight=False)
         else:
             console.print(
-                _schema_table(entry.spec.config, f"options ({entry.kind}: {{name: {entry.name}, ...}})")
+                _schema_table(entry.spec.options, f"options ({entry.kind}: {{name: {entry.name}, ...}})")
             )
 
 

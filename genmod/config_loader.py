@@ -13,11 +13,13 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError, create_model
+from pydantic_core import to_jsonable_python
 
 from genmod.artifacts import CONFIG
 from genmod.config import ComponentRef, RunConfig
 from genmod.errors import ConfigError
-from genmod.registry import COMPONENT_KINDS, Registry
+from genmod.kinds import COMPONENT_KINDS
+from genmod.registry import Registry
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -39,8 +41,15 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def apply_override(config: dict[str, Any], assignment: str) -> None:
-    """Apply one ``dotted.key=value``; the value is parsed as YAML (``10``, ``3e-4``, ``[1, 2]``)."""
+def apply_override(
+    config: dict[str, Any], assignment: str, defaults: Mapping[str, Any] | None = None
+) -> None:
+    """Apply one ``dotted.key=value``; the value is parsed as YAML (``10``, ``3e-4``, ``[1, 2]``).
+
+    ``defaults`` holds the model section's defaults: setting an option of a component the
+    config does not name (``model.decoder.hidden_dims``) starts from the component the model's
+    config class names by default, as if the recipe had spelled it out.
+    """
     key, sep, raw_value = assignment.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set expects KEY=VALUE (e.g. train.lr=3e-4), got '{assignment}'")
@@ -52,6 +61,8 @@ def apply_override(config: dict[str, Any], assignment: str) -> None:
     node = config
     for depth, part in enumerate(parts[:-1]):
         child = node.get(part)
+        if child is None and depth == 1 and parts[0] == "model" and defaults:
+            child = defaults.get(part)
         if isinstance(child, str):  # a component named by a bare string gains options
             child = {"name": child}
         elif child is None:
@@ -111,12 +122,13 @@ def validate_run_config(raw: dict[str, Any], registry: Registry) -> RunConfig:
 
 def _check_components(config: RunConfig, registry: Registry) -> None:
     """Validate every component the model config names, before any work is done."""
+    kinds = {kind.name for kind in COMPONENT_KINDS}
     for field, value in config.model:
-        if isinstance(value, ComponentRef) and field in COMPONENT_KINDS:
+        if isinstance(value, ComponentRef) and field in kinds:
             try:
                 registry.component_options(field, value)  # type: ignore[arg-type]
             except ValidationError as exc:
-                options = registry.get(field, value.name).spec.config  # type: ignore[arg-type]
+                options = registry.get(field, value.name).spec.options  # type: ignore[arg-type]
                 problems = [_describe(e, options, prefix=f"model.{field}") for e in exc.errors()]
                 raise ConfigError(
                     f"invalid config ({field} '{value.name}'): " + "; ".join(problems)
@@ -145,11 +157,25 @@ def resolve_run_config(
             )
     elif model is not None:
         spec = registry.model(model)
-        raw = read_yaml(spec.default_config) if spec.default_config else {}
+        raw = read_yaml(spec.recipe) if spec.recipe else {}
     else:
         raise ConfigError("name a model (genmod run mlp-vae) or a config file (--config FILE)")
     if model is not None:
         raw.setdefault("model", {})["name"] = model
+    defaults = _model_defaults(raw, registry) if overrides else None
     for assignment in overrides:
-        apply_override(raw, assignment)
+        apply_override(raw, assignment, defaults)
     return validate_run_config(raw, registry)
+
+
+def _model_defaults(raw: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
+    """The defaults of the model section's config class, as YAML would spell them."""
+    section = raw.get("model")
+    if not isinstance(section, dict) or not section.get("name"):
+        return {}
+    fields = registry.model(str(section["name"])).config.model_fields
+    return {
+        key: to_jsonable_python(field.get_default(call_default_factory=True))
+        for key, field in fields.items()
+        if not field.is_required()
+    }

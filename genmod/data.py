@@ -55,7 +55,7 @@ def load_data(spec: DatasetSpec, config: DataConfig, device: torch.device) -> Da
     """Read both splits of ``spec`` (the first ``config.limit`` training images) onto ``device``."""
     root, download = resolve_root(config)
     try:
-        train, test = (spec.load(root, split, download) for split in ("train", "test"))
+        train, test = (spec.build(root, split, download) for split in ("train", "test"))
     except Exception as exc:  # noqa: BLE001 - a missing or broken file or a failed download, from any loader
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = f"point --data-dir (or data.root, or ${DATA_DIR_ENV}) at {spec.expects}"

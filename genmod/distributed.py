@@ -11,6 +11,8 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,14 +44,21 @@ def topology_from_env() -> Topology:
     )
 
 
-def start(topology: Topology, device: torch.device) -> None:
-    """Join the process group: gloo on CPU, nccl on GPUs."""
-    if topology.distributed and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+def backend(device: torch.device) -> str:
+    return "nccl" if device.type == "cuda" else "gloo"
 
 
-def stop() -> None:
-    if dist.is_initialized():
+@contextmanager
+def process_group(topology: Topology, device: torch.device) -> Iterator[None]:
+    """Be part of the process group for the duration of the block, and leave it however the
+    block ends: a failure during set-up must not leave the group (and its peers) hanging."""
+    if not topology.distributed or dist.is_initialized():
+        yield
+        return
+    dist.init_process_group(backend(device))
+    try:
+        yield
+    finally:
         dist.destroy_process_group()
 
 

@@ -14,8 +14,6 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from genmod.components import Prior
-
 
 @dataclass(frozen=True)
 class ELBOTerms:
@@ -31,10 +29,15 @@ class ELBOTerms:
         return self.reconstruction + self.kl
 
 
-def kl_term(posterior: Distribution, prior: Prior, z: Tensor) -> Tensor:
-    """``KL(q || p)`` per example, analytic if registered with torch, else ``log q(z) - log p(z)``."""
+def kl_term(posterior: Distribution, prior: Distribution, z: Tensor) -> Tensor:
+    """``KL(q || p)`` per example: analytic if the pair is registered with torch's KL registry
+    (``torch.distributions.kl.register_kl``), else the one-sample estimate ``log q(z) - log p(z)``.
+
+    ``prior`` is the distribution itself, built once per step by the caller: a prior such as the
+    VampPrior encodes all its pseudo-inputs to build it.
+    """
     try:
-        return torch.distributions.kl_divergence(posterior, prior.distribution())
+        return torch.distributions.kl_divergence(posterior, prior)
     except NotImplementedError:
         return posterior.log_prob(z) - prior.log_prob(z)
 

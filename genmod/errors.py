@@ -28,6 +28,8 @@ class UnknownNameError(ConfigError):
 class PluginError(GenmodError):
     """A plugin is broken or conflicts with another plugin."""
 
+    exit_code = 2
+
 
 class DataError(GenmodError):
     """A dataset cannot be found or read."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genmod.errors import ConfigError
+
+if TYPE_CHECKING:
+    from genmod.metrics import EpochRecord
 
 
 class TensorBoardLogger:
@@ -24,10 +27,14 @@ class TensorBoardLogger:
     def open(self, run_dir: Path) -> None:
         self._writer = self._writer_class(log_dir=str(run_dir / "tensorboard"))
 
-    def log(self, row: dict[str, Any]) -> None:
-        for key, value in row.items():
-            if key != "epoch":
-                self._writer.add_scalar(key, value, row["epoch"])
+    def log(self, record: EpochRecord) -> None:
+        """One scalar per number: ``train/loss``, ``train/kl``, ``test/reconstruction``, ``lr``, ..."""
+        for split in ("train", "test"):
+            metrics = getattr(record, split)
+            for name, value in {"loss": metrics.loss, **metrics.terms}.items():
+                self._writer.add_scalar(f"{split}/{name}", value, record.epoch)
+        self._writer.add_scalar("lr", record.lr, record.epoch)
+        self._writer.add_scalar("seconds", record.seconds, record.epoch)
         self._writer.flush()
 
     def close(self) -> None:

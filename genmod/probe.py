@@ -7,7 +7,7 @@ the training loop.
 
 from __future__ import annotations
 
-from importlib.metadata import packages_distributions
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -17,20 +17,14 @@ from genmod.errors import PluginError
 from genmod.vae import VAE
 
 
-def _origin(part: nn.Module) -> str:
-    """The distribution (or module) a component's class was defined in."""
-    top = type(part).__module__.split(".")[0]
-    dists = packages_distributions().get(top)
-    return f"plugin '{dists[0]}'" if dists else f"module '{type(part).__module__}'"
-
-
 class _Probe:
-    def __init__(self, model_name: str) -> None:
+    def __init__(self, model_name: str, origin: Callable[[nn.Module], str]) -> None:
         self.model_name = model_name
+        self.origin = origin
 
     def fail(self, part: nn.Module, role: str, problem: str) -> PluginError:
         return PluginError(
-            f"{_origin(part)}: {role} {type(part).__name__} of model '{self.model_name}' {problem}"
+            f"plugin '{self.origin(part)}': {role} {type(part).__name__} of model '{self.model_name}' {problem}"
         )
 
     def expect(self, ok: bool, part: nn.Module, role: str, problem: str) -> None:
@@ -46,9 +40,12 @@ class _Probe:
 
 
 @torch.no_grad()
-def probe_model(model: VAE, x: Tensor, model_name: str) -> None:
-    """Run ``x`` (a couple of real images) through every part and check the shapes."""
-    p = _Probe(model_name)
+def probe_model(model: VAE, x: Tensor, model_name: str, origin: Callable[[nn.Module], str]) -> None:
+    """Run ``x`` (a couple of real images) through every part and check the shapes.
+
+    ``origin(part)`` names the plugin a part came from, for the error message.
+    """
+    p = _Probe(model_name, origin)
     n = len(x)
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         q = p.call(model.encoder, "encoder", model.encoder, x)

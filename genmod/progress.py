@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from genmod.metrics import EpochRecord
 
 
 class RunReporter:
@@ -27,11 +30,12 @@ class RunReporter:
         self._task: Any = None
 
     def start(
-        self, model: str, out_dir: Path, device: str, parameters: int, first_epoch: int, resumed: bool
+        self, model: str, out_dir: Path, where: str, parameters: int, first_epoch: int, resumed: bool
     ) -> None:
+        """``where``: the device, and the processes and backend when there are several."""
         verb = "resuming" if resumed else "training"
         self.console.print(
-            f"[bold]{verb} {model}[/] from epoch {first_epoch} on {device} "
+            f"[bold]{verb} {model}[/] from epoch {first_epoch} on {where} "
             f"({parameters:,} parameters) -> {out_dir}"
         )
         self._progress.start()
@@ -42,29 +46,30 @@ class RunReporter:
     def step(self, steps_done: int, loss: float) -> None:
         self._progress.update(self._task, completed=steps_done, loss=loss)
 
-    def epoch_done(self, row: dict[str, Any], epochs: int) -> None:
+    def epoch_done(self, record: EpochRecord, epochs: int) -> None:
         self._progress.remove_task(self._task)
         self.console.print(
-            f"epoch {row['epoch']:>3}/{epochs}  train -ELBO {row['train_loss']:8.2f}  "
-            f"test -ELBO {row['test_loss']:8.2f}  KL {row['test_kl']:6.2f}  "
-            f"lr {row['lr']:.0e}  {row['seconds']:6.1f}s",
+            f"epoch {record.epoch:>3}/{epochs}  train -ELBO {record.train.loss:8.2f}  "
+            f"test -ELBO {record.test.loss:8.2f}  KL {record.test.terms['kl']:6.2f}  "
+            f"lr {record.lr:.0e}  {record.seconds:6.1f}s",
             soft_wrap=True,
         )
 
     def stop(self) -> None:
         self._progress.stop()
 
-    def summary(self, history: list[dict[str, Any]], out_dir: Path) -> None:
+    def summary(self, history: list[EpochRecord], out_dir: Path) -> None:
         last = history[-1]
-        best = min(history, key=lambda row: row["test_loss"])
+        best = min(history, key=lambda record: record.test.loss)
         table = Table(title="Run summary", show_header=False)
         table.add_column(style="bold")
         table.add_column()
-        table.add_row("epochs", str(last["epoch"]))
-        table.add_row("train -ELBO (nats/image)", f"{last['train_loss']:.2f}")
-        table.add_row("test -ELBO (nats/image)", f"{last['test_loss']:.2f}")
-        table.add_row("best test -ELBO", f"{best['test_loss']:.2f} (epoch {best['epoch']})")
-        table.add_row("test KL", f"{last['test_kl']:.2f}")
-        table.add_row("training time", f"{sum(row['seconds'] for row in history):.1f} s")
+        table.add_row("epochs", str(last.epoch))
+        table.add_row("train -ELBO (nats/image)", f"{last.train.loss:.2f}")
+        table.add_row("test -ELBO (nats/image)", f"{last.test.loss:.2f}")
+        table.add_row("best test -ELBO", f"{best.test.loss:.2f} (epoch {best.epoch})")
+        for name, value in last.test.terms.items():
+            table.add_row(f"test {name}", f"{value:.2f}")
+        table.add_row("training time", f"{sum(record.seconds for record in history):.1f} s")
         table.add_row("outputs", str(out_dir))
         self.console.print(table)

@@ -1,9 +1,15 @@
 """Plugin discovery and the registry of everything plugins provide.
 
-Plugins are found through the ``genmod`` entry-point group, genmod's own built-ins
-included, and loaded with pluggy. A plugin that fails to import or whose hook raises is
-recorded as a failure instead of breaking the CLI; two plugins registering the same name is
-an error naming both.
+Plugins are found through the ``genmod`` entry-point group (genmod's own built-ins included)
+and in files passed with ``--plugin`` or ``$GENMOD_PLUGINS``, registered with pluggy, and
+checked the way pytest checks its plugins: an implementation of a hook that does not exist, or
+with parameters the hook does not pass, is a failure of that plugin. Each kind's hook is then
+called once through pluggy, so ``tryfirst``/``trylast`` and hook wrappers work.
+
+One broken plugin never breaks the others: a plugin that fails to import or whose hook raises
+is recorded as a failure and everything it registered is dropped. Two plugins registering one
+name make that name a conflict that is an error only when it is used; an explicit plugin file
+deliberately overrides a name an installed plugin registers.
 """
 
 from __future__ import annotations
@@ -11,62 +17,43 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Literal
+from types import FrameType, ModuleType, TracebackType
+from typing import Any
 
 import pluggy
 from pydantic import ValidationError
 from torch import nn
 
 from genmod import hookspecs
-from genmod.components import Decoder, Encoder, Likelihood, Prior
 from genmod.config import ComponentRef
 from genmod.errors import ConfigError, PluginError, UnknownNameError
-from genmod.specs import ComponentContext, ComponentSpec, DatasetSpec, ModelSpec
-
-Kind = Literal["model", "encoder", "decoder", "prior", "likelihood", "dataset"]
-KINDS: tuple[Kind, ...] = ("model", "encoder", "decoder", "prior", "likelihood", "dataset")
-_HOOKS: dict[Kind, str] = {
-    "model": "register_models",
-    "encoder": "register_encoders",
-    "decoder": "register_decoders",
-    "prior": "register_priors",
-    "likelihood": "register_likelihoods",
-    "dataset": "register_datasets",
-}
-_SPEC_TYPES: dict[Kind, type] = {
-    "model": ModelSpec,
-    "encoder": ComponentSpec,
-    "decoder": ComponentSpec,
-    "prior": ComponentSpec,
-    "likelihood": ComponentSpec,
-    "dataset": DatasetSpec,
-}
-COMPONENT_KINDS: tuple[Kind, ...] = ("encoder", "decoder", "prior", "likelihood")
-_COMPONENT_TYPES: dict[str, type[nn.Module]] = {
-    "encoder": Encoder,
-    "decoder": Decoder,
-    "prior": Prior,
-    "likelihood": Likelihood,
-}
+from genmod.kinds import BY_NAME, KINDS, Kind
+from genmod.specs import ComponentContext, DatasetSpec, ModelSpec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PluginInfo:
-    """Where a registration came from: the plugin and the distribution that installed it."""
+    """A plugin as users see it: ``name`` is its one identity in every table and message."""
 
     name: str
-    distribution: str
+    """The distribution that installed it (``genmod-zoo``), or the file passed with --plugin."""
     version: str
+    """The distribution's version, or ``file``."""
+    explicit: bool = False
+    """Asked for by the user (--plugin, $GENMOD_PLUGINS): then it must load."""
+    key: str = ""
+    """The name it is registered under with pluggy (unique even if a distribution has several)."""
 
 
 @dataclass(frozen=True)
 class Entry:
-    kind: Kind
+    kind: str
     name: str
     spec: Any
     plugin: PluginInfo
@@ -82,39 +69,91 @@ class PluginFailure:
     error: str
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """A name registered by several plugins: unusable until one of them goes."""
+
+    kind: str
+    name: str
+    plugins: tuple[PluginInfo, ...]
+
+    def describe(self) -> str:
+        return f"{self.kind} '{self.name}' ({' and '.join(repr(p.name) for p in self.plugins)})"
+
+
+@dataclass(frozen=True)
+class Override:
+    """An explicit plugin file replacing a name an installed plugin registers."""
+
+    entry: Entry
+    replaced: PluginInfo
+
+    def describe(self) -> str:
+        return (
+            f"{self.entry.kind} '{self.entry.name}' from '{self.entry.plugin.name}' "
+            f"replaces the one from '{self.replaced.name}'"
+        )
+
+
+@dataclass(frozen=True)
+class LoadedPlugin:
+    """A plugin that loaded: the hooks it implements and how many things of each kind it registered."""
+
+    info: PluginInfo
+    hooks: tuple[str, ...]
+    registered: dict[str, int]
+
+
+@dataclass
 class Registry:
     """Everything the loaded plugins registered, by kind and name."""
 
-    def __init__(self) -> None:
-        self._entries: dict[Kind, dict[str, Entry]] = {kind: {} for kind in KINDS}
-        self.plugins: list[PluginInfo] = []
-        self.failures: list[PluginFailure] = []
+    plugins: list[LoadedPlugin] = field(default_factory=list)
+    failures: list[PluginFailure] = field(default_factory=list)
+    conflicts: dict[tuple[str, str], Conflict] = field(default_factory=dict)
+    overrides: list[Override] = field(default_factory=list)
+    _entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k.name: {} for k in KINDS})
+    _origins: weakref.WeakKeyDictionary[nn.Module, str] = field(default_factory=weakref.WeakKeyDictionary)
 
     def add(self, entry: Entry) -> None:
-        existing = self._entries[entry.kind].get(entry.name)
-        if existing is not None:
-            raise PluginError(
-                f"{entry.kind} '{entry.name}' is registered by both plugin "
-                f"'{existing.plugin.name}' ({existing.plugin.distribution}) and plugin "
-                f"'{entry.plugin.name}' ({entry.plugin.distribution}); uninstall or rename one"
-            )
-        self._entries[entry.kind][entry.name] = entry
+        table = self._entries[entry.kind]
+        key = (entry.kind, entry.name)
+        if key in self.conflicts:
+            old = self.conflicts[key]
+            self.conflicts[key] = Conflict(entry.kind, entry.name, _by_name(*old.plugins, entry.plugin))
+            return
+        existing = table.get(entry.name)
+        if existing is None:
+            table[entry.name] = entry
+        elif entry.plugin.explicit and not existing.plugin.explicit:
+            table[entry.name] = entry
+            self.overrides.append(Override(entry, existing.plugin))
+        elif existing.plugin.explicit and not entry.plugin.explicit:
+            self.overrides.append(Override(existing, entry.plugin))
+        else:
+            del table[entry.name]
+            self.conflicts[key] = Conflict(entry.kind, entry.name, _by_name(existing.plugin, entry.plugin))
 
-    def entries(self, kind: Kind | None = None) -> list[Entry]:
-        kinds = KINDS if kind is None else (kind,)
+    def entries(self, kind: str | None = None) -> list[Entry]:
+        kinds = [k.name for k in KINDS] if kind is None else [kind]
         return [self._entries[k][n] for k in kinds for n in sorted(self._entries[k])]
 
-    def get(self, kind: Kind, name: str) -> Entry:
+    def get(self, kind: str, name: str) -> Entry:
         table = self._entries[kind]
         if name in table:
             return table[name]
+        conflict = self.conflicts.get((kind, name))
+        if conflict is not None:
+            raise PluginError(
+                f"{conflict.describe()} is registered by more than one plugin: uninstall or rename one"
+            )
         close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
         hint = (
             f"did you mean {', '.join(repr(c) for c in close)}?"
             if close
             else (f"available: {', '.join(sorted(table)) or 'none'}")
         )
-        broken = ", ".join(f"'{f.plugin.distribution}'" for f in self.failures)
+        broken = ", ".join(f"'{f.plugin.name}'" for f in self.failures)
         note = f"; plugin {broken} failed to load and may provide it" if broken else ""
         raise UnknownNameError(f"unknown {kind} '{name}': {hint} (see 'genmod list'){note}")
 
@@ -124,14 +163,20 @@ class Registry:
     def dataset(self, name: str) -> DatasetSpec:
         return self.get("dataset", name).spec
 
-    def component_options(self, kind: Kind, ref: ComponentRef) -> Any:
-        """``ref``'s options validated by the component's own config class.
+    def check_explicit_plugins(self) -> None:
+        """Raise for the first plugin the user asked for by file that failed to load."""
+        for failure in self.failures:
+            if failure.plugin.explicit:
+                raise PluginError(f"plugin file {failure.plugin.name} failed to load: {failure.error}")
+
+    def component_options(self, kind: str, ref: ComponentRef) -> Any:
+        """``ref``'s options validated by the component's own options class.
 
         Raises pydantic's ``ValidationError``; callers name the config key it belongs to.
         """
-        return self.get(kind, ref.name).spec.config.model_validate(ref.options)
+        return self.get(kind, ref.name).spec.options.model_validate(ref.options)
 
-    def build_component(self, kind: Kind, ref: ComponentRef, context: ComponentContext) -> nn.Module:
+    def build_component(self, kind: str, ref: ComponentRef, context: ComponentContext) -> nn.Module:
         """Build the component ``ref`` names, refusing one that does not honour its interface."""
         entry = self.get(kind, ref.name)
         try:
@@ -139,41 +184,148 @@ class Registry:
         except ValidationError as exc:
             raise ConfigError(f"{kind} '{ref.name}': {exc.errors()[0]['msg']}") from None
         try:
-            module = entry.spec.factory(options, context)
+            module = entry.spec.build(options, context)
         except Exception as exc:  # noqa: BLE001 - plugin code: report it, with where it came from
             raise PluginError(
-                f"plugin '{entry.plugin.name}' ({entry.plugin.distribution}): {kind} '{ref.name}' "
-                f"could not be built: {type(exc).__name__}: {exc}"
+                f"plugin '{entry.plugin.name}': {kind} '{ref.name}' could not be built: {_one_line(exc)}"
             ) from None
-        expected = _COMPONENT_TYPES[kind]
+        expected = BY_NAME[kind].base
+        assert expected is not None
         if not isinstance(module, expected):
             raise PluginError(
-                f"plugin '{entry.plugin.name}' ({entry.plugin.distribution}): {kind} '{ref.name}' built a "
+                f"plugin '{entry.plugin.name}': {kind} '{ref.name}' built a "
                 f"{type(module).__name__}, not a genmod.{expected.__name__} subclass"
             )
+        self._origins[module] = entry.plugin.name
         return module
+
+    def origin(self, module: nn.Module) -> str | None:
+        """The plugin that built ``module`` through :meth:`build_component`, if any."""
+        return self._origins.get(module)
+
+
+def _by_name(*plugins: PluginInfo) -> tuple[PluginInfo, ...]:
+    return tuple(sorted(plugins, key=lambda p: p.name))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _load_file_plugin(path: Path) -> ModuleType:
     if not path.is_file():
-        raise PluginError(f"plugin file not found: {path}")
+        raise FileNotFoundError(f"no such file {path}")
     module_name = f"genmod_local_plugin_{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
-        raise PluginError(f"cannot import plugin file {path}: not a Python module")
+        raise ImportError(f"{path} is not a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
 
 
-def _discover(extra_files: Sequence[Path]) -> Iterable[tuple[PluginInfo, Callable[[], object]]]:
-    for ep in entry_points(group=hookspecs.PROJECT):
+def _discover(files: Sequence[Path]) -> Iterator[tuple[PluginInfo, Callable[[], object]]]:
+    # Sorted, so that pluggy's call order, and every listing, is the same on every machine.
+    for ep in sorted(
+        entry_points(group=hookspecs.PROJECT), key=lambda ep: (ep.dist.name if ep.dist else "", ep.name)
+    ):
         dist = ep.dist
-        info = PluginInfo(ep.name, dist.name if dist else "?", dist.version if dist else "?")
+        name = dist.name if dist else ep.name
+        info = PluginInfo(name=name, version=dist.version if dist else "?", key=f"{name}:{ep.name}")
         yield info, ep.load
-    for path in extra_files:
-        yield PluginInfo(Path(path).stem, str(path), "local"), lambda p=Path(path): _load_file_plugin(p)
+    for path in files:
+        info = PluginInfo(name=str(path), version="file", explicit=True, key=f"file:{path}")
+        yield info, lambda p=Path(path): _load_file_plugin(p)
+
+
+def _check_hooks(manager: pluggy.PluginManager, module: object) -> None:
+    """pytest's ``check_pending`` for one plugin, plus hook-named functions missing ``@hookimpl``."""
+    hooks = [kind.hook for kind in KINDS]
+    for caller in manager.get_hookcallers(module) or []:
+        unknown = [i for i in caller.get_hookimpls() if i.plugin is module and not i.optionalhook]
+        if not caller.has_spec() and unknown:
+            close = difflib.get_close_matches(caller.name, hooks, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"the hooks are {', '.join(hooks)}"
+            raise PluginError(f"{caller.name} is not a genmod hook: {hint}")
+    for hook in hooks:
+        if callable(getattr(module, hook, None)) and manager.parse_hookimpl_opts(module, hook) is None:
+            raise PluginError(f"{hook} is not marked with @genmod.hookimpl, so it would never be called")
+
+
+def _innermost_plugin(frames: Iterator[FrameType], codes: dict[int, str]) -> str | None:
+    """The plugin whose hook implementation is innermost among ``frames``.
+
+    ``codes`` maps the ``id`` of each implementation's code object to its plugin: code objects
+    compare equal when two plugins share source text, so they cannot be keys themselves.
+    """
+    found = None
+    for frame in frames:
+        found = codes.get(id(frame.f_code), found)
+    return found
+
+
+def _stack() -> Iterator[FrameType]:
+    """The calling frames, outermost first."""
+    frames = []
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    return reversed(frames)
+
+
+def _traceback(tb: TracebackType | None) -> Iterator[FrameType]:
+    while tb is not None:
+        yield tb.tb_frame
+        tb = tb.tb_next
+
+
+def _call_hooks(
+    manager: pluggy.PluginManager, loaded: dict[str, PluginInfo], failures: list[PluginFailure]
+) -> list[Entry]:
+    """Call every kind's hook once through pluggy and return what was registered, by whom.
+
+    pluggy calls all implementations in one go, so the plugin behind each ``register`` call is
+    the hook implementation on the call stack. A plugin whose hook raises is unregistered and
+    the hooks are called again without it, so nothing it registered survives.
+    """
+    while True:
+        codes = {
+            id(impl.function.__code__): impl.plugin_name
+            for kind in KINDS
+            for impl in getattr(manager.hook, kind.hook).get_hookimpls()
+            if hasattr(impl.function, "__code__")
+        }
+        staged: list[Entry] = []
+        kind: Kind | None = None
+        try:
+            for kind in KINDS:
+                getattr(manager.hook, kind.hook)(register=_registrar(kind, codes, loaded, staged))
+            return staged
+        except Exception as exc:  # noqa: BLE001 - plugin code: drop the plugin, keep the rest
+            key = _innermost_plugin(_traceback(exc.__traceback__), codes)
+            if key is None or kind is None:
+                raise
+            manager.unregister(name=key)
+            failures.append(PluginFailure(loaded.pop(key), f"{kind.hook}: {_one_line(exc)}"))
+
+
+def _registrar(
+    kind: Kind, codes: dict[int, str], loaded: dict[str, PluginInfo], staged: list[Entry]
+) -> Callable[[object], None]:
+    def register(spec: object) -> None:
+        key = _innermost_plugin(_stack(), codes)
+        if key is None:
+            raise PluginError(f"{kind.hook}'s register was called after the hook returned")
+        if not isinstance(spec, kind.spec):
+            raise PluginError(
+                f"{kind.hook} registered a {type(spec).__name__}; expected genmod.{kind.spec.__name__}"
+            )
+        staged.append(Entry(kind.name, spec.name, spec, loaded[key]))  # type: ignore[attr-defined]
+
+    return register
 
 
 def load_registry(plugin_files: Sequence[Path] = ()) -> Registry:
@@ -181,40 +333,23 @@ def load_registry(plugin_files: Sequence[Path] = ()) -> Registry:
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     registry = Registry()
+    loaded: dict[str, PluginInfo] = {}
     for info, load in _discover(plugin_files):
         try:
             module = load()
-            manager.register(module, name=info.name)
+            manager.register(module, name=info.key)
+            _check_hooks(manager, module)
         except Exception as exc:  # noqa: BLE001 - any plugin bug must not break the CLI
-            registry.failures.append(PluginFailure(info, f"{type(exc).__name__}: {exc}"))
+            if manager.has_plugin(info.key):
+                manager.unregister(name=info.key)
+            registry.failures.append(PluginFailure(info, _one_line(exc)))
             continue
-        staged: list[Entry] = []
-        try:
-            for kind in KINDS:
-                _collect(manager, module, kind, info, staged)
-        except Exception as exc:  # noqa: BLE001
-            manager.unregister(module)
-            registry.failures.append(PluginFailure(info, f"{type(exc).__name__}: {exc}"))
-            continue
-        registry.plugins.append(info)
-        for entry in staged:
-            registry.add(entry)
+        loaded[info.key] = info
+    staged = _call_hooks(manager, loaded, registry.failures)
+    for entry in staged:
+        registry.add(entry)
+    for key, info in loaded.items():
+        callers = manager.get_hookcallers(manager.get_plugin(key)) or []
+        counts = Counter(entry.kind for entry in staged if entry.plugin is info)
+        registry.plugins.append(LoadedPlugin(info, tuple(sorted(c.name for c in callers)), dict(counts)))
     return registry
-
-
-def _collect(
-    manager: pluggy.PluginManager, module: object, kind: Kind, info: PluginInfo, staged: list[Entry]
-) -> None:
-    """Call ``module``'s implementation of ``kind``'s hook, staging what it registers."""
-    expected = _SPEC_TYPES[kind]
-
-    def register(spec: object) -> None:
-        if not isinstance(spec, expected):
-            raise PluginError(
-                f"{_HOOKS[kind]} registered a {type(spec).__name__}; expected genmod.{expected.__name__}"
-            )
-        staged.append(Entry(kind, spec.name, spec, info))  # type: ignore[attr-defined]
-
-    for impl in getattr(manager.hook, _HOOKS[kind]).get_hookimpls():
-        if impl.plugin is module:
-            impl.function(**({"register": register} if "register" in impl.argnames else {}))

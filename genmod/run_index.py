@@ -6,7 +6,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from genmod import artifacts
+from genmod.metrics import read_metrics
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ def summarize(run_dir: Path) -> RunSummary | None:
     try:
         config = artifacts.read_config(config_file)
         metrics_file = run_dir / artifacts.METRICS
-        history = artifacts.read_metrics(metrics_file) if metrics_file.is_file() else []
+        history = read_metrics(metrics_file) if metrics_file.is_file() else []
         evaluation = (
             json.loads((run_dir / artifacts.EVAL).read_text()) if (run_dir / artifacts.EVAL).is_file() else {}
         )
@@ -38,12 +41,12 @@ def summarize(run_dir: Path) -> RunSummary | None:
             model=config["model"]["name"],
             epochs_done=len(history),
             epochs_planned=int(config.get("train", {}).get("epochs", 0)),
-            best_test_loss=min((row["test_loss"] for row in history), default=None),
+            best_test_loss=min((record.test.loss for record in history), default=None),
             nll=evaluation.get("nll"),
             nll_k=evaluation.get("k"),
-            seconds=sum(row.get("seconds", 0.0) for row in history),
+            seconds=sum(record.seconds for record in history),
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, ValidationError):
         return None  # a half-written or foreign folder is not listed
 
 

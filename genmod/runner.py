@@ -1,14 +1,17 @@
-"""A training run from a validated config: set-up, the epoch loop, checkpoints and outputs."""
+"""A training run from a validated config: set-up, the epoch loop, checkpoints and outputs.
+
+:func:`train` is the whole story, top to bottom: pick the device, join the process group (and
+leave it however the run ends), set the run up, fit it.
+"""
 
 from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import torch
 from rich.console import Console
@@ -16,17 +19,19 @@ from torch.nn.parallel import DistributedDataParallel
 
 from genmod import artifacts, distributed
 from genmod.checkpoint import FILENAME as CHECKPOINT
-from genmod.checkpoint import load_checkpoint, save_checkpoint
+from genmod.checkpoint import CheckpointState, load_checkpoint, save_checkpoint
 from genmod.config import RunConfig
 from genmod.config_loader import resolve_run_config
 from genmod.data import Data, load_data
 from genmod.errors import CheckpointError, ConfigError, GenmodError, PluginError
+from genmod.kinds import BY_NAME
 from genmod.loggers import LOGGERS
+from genmod.metrics import EpochRecord, SplitMetrics, write_metrics
 from genmod.probe import probe_model
 from genmod.progress import RunReporter
 from genmod.registry import Registry
-from genmod.specs import BuildContext
-from genmod.training import EpochPosition, EpochStats, evaluate, steps_in_epoch, train_epoch
+from genmod.specs import ModelContext
+from genmod.training import EpochPosition, evaluate, steps_in_epoch, train_epoch
 from genmod.vae import VAE
 
 
@@ -34,6 +39,27 @@ class Interrupted(GenmodError):
     """The run was stopped by Ctrl-C or SIGTERM; its last checkpoint is intact."""
 
     exit_code = 130
+
+
+def train(
+    config: RunConfig,
+    registry: Registry,
+    *,
+    out_dir: Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    reporter: RunReporter | None = None,
+) -> list[EpochRecord]:
+    """Train ``config`` into ``out_dir`` (or continue the run there); returns every epoch's metrics."""
+    topology = distributed.topology_from_env()
+    device = select_device(config.train.device)
+    if device.type == "cuda" and topology.distributed:
+        device = torch.device("cuda", topology.local_rank)
+    with distributed.process_group(topology, device):
+        run = Run(
+            config, registry, topology, device, out_dir, reporter or RunReporter(), resume=resume, force=force
+        )
+        return run.fit()
 
 
 def select_device(name: str) -> torch.device:
@@ -86,14 +112,18 @@ def build_model(
 ) -> VAE:
     """Build the configured model for images of ``data_shape``; check it on ``probe`` if given."""
     entry = registry.get("model", config.model.name)
-    model = entry.spec.build(config.model, BuildContext(tuple(data_shape), registry))
-    if not isinstance(model, VAE):
+    context = ModelContext(data_shape=tuple(data_shape), build_component=registry.build_component)
+    model = entry.spec.build(config.model, context)
+    base = BY_NAME["model"].base
+    assert base is not None
+    if not isinstance(model, base):
         raise PluginError(
-            f"plugin '{entry.plugin.name}' ({entry.plugin.distribution}): model '{entry.name}' built a "
-            f"{type(model).__name__}, not a genmod.VAE"
+            f"plugin '{entry.plugin.name}': model '{entry.name}' built a "
+            f"{type(model).__name__}, not a genmod.{base.__name__}"
         )
     if probe is not None:
-        probe_model(model.to(probe.device), probe, entry.name)
+        origin = lambda part: registry.origin(part) or entry.plugin.name  # noqa: E731
+        probe_model(model.to(probe.device), probe, entry.name, origin)
     return model
 
 
@@ -119,7 +149,7 @@ def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> No
 
 def load_trained(
     run_dir: Path, registry: Registry, device: torch.device
-) -> tuple[RunConfig, VAE, dict[str, Any]]:
+) -> tuple[RunConfig, VAE, CheckpointState]:
     """The config, the model with its last checkpoint's weights (in eval mode), and the checkpoint."""
     config = resolve_run_config(registry, run_dir=run_dir)
     state = load_checkpoint(run_dir / CHECKPOINT, config.model.name)
@@ -128,16 +158,24 @@ def load_trained(
     return config, model.to(device).eval(), state
 
 
+class _StopNow(BaseException):
+    """A second Ctrl-C or SIGTERM: stop at once, without another checkpoint.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` in model
+    code swallows it; private, so that genmod never uses ``KeyboardInterrupt`` as control flow.
+    """
+
+
 class _StopRequests:
-    """Ctrl-C or SIGTERM asks the run to stop after the current step and checkpoint there;
-    a second one stops at once (the last checkpoint stays)."""
+    """The first Ctrl-C or SIGTERM asks the run to stop after the current step and checkpoint
+    there; a second one stops at once (the last checkpoint stays)."""
 
     def __init__(self) -> None:
         self.requested = False
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.requested:
-            raise KeyboardInterrupt
+            raise _StopNow
         self.requested = True
 
     @contextmanager
@@ -164,6 +202,8 @@ class Run:
         self,
         config: RunConfig,
         registry: Registry,
+        topology: distributed.Topology,
+        device: torch.device,
         out_dir: Path | None,
         reporter: RunReporter,
         *,
@@ -172,32 +212,27 @@ class Run:
     ) -> None:
         self.config = config
         train = config.train
-        self.topology = distributed.topology_from_env()
-        self.device = select_device(train.device)
-        if self.device.type == "cuda" and self.topology.distributed:
-            self.device = torch.device("cuda", self.topology.local_rank)
-        distributed.start(self.topology, self.device)
-        self.reporter = reporter if self.topology.is_main else RunReporter(Console(quiet=True))
-        torch.manual_seed(train.seed + self.topology.rank)
+        self.topology = topology
+        self.device = device
+        self.reporter = reporter if topology.is_main else RunReporter(Console(quiet=True))
+        torch.manual_seed(train.seed + topology.rank)
         self.generator = torch.Generator().manual_seed(train.seed)
-        self.data: Data = load_data(registry.dataset(config.data.name), config.data, self.device)
+        self.data: Data = load_data(registry.dataset(config.data.name), config.data, device)
         if train.batch_size > len(self.data.train):
             raise ConfigError(
                 f"train.batch_size = {train.batch_size} is larger than the {len(self.data.train)} "
                 "training images: lower it"
             )
-        if train.batch_size < self.topology.world_size:
+        if train.batch_size < topology.world_size:
             raise ConfigError(
                 f"train.batch_size = {train.batch_size} is the global batch and must be at least the "
-                f"{self.topology.world_size} processes"
+                f"{topology.world_size} processes"
             )
         shape = tuple(self.data.train.shape[1:])
         self.model = build_model(config, registry, shape, probe=self.data.train[:2])
         self.trained: torch.nn.Module = (
-            DistributedDataParallel(
-                self.model, device_ids=[self.device] if self.device.type == "cuda" else None
-            )
-            if self.topology.distributed
+            DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None)
+            if topology.distributed
             else self.model
         )
         self.optimizer = make_adam(self.model.parameters(), train.lr)
@@ -206,7 +241,7 @@ class Run:
             if train.lr_step_size
             else None
         )
-        self.history: list[dict[str, Any]] = []
+        self.history: list[EpochRecord] = []
         self.epoch = 0
         self.position: EpochPosition | None = None
         self.logger = LOGGERS[train.logger]() if train.logger != "none" else None
@@ -214,36 +249,36 @@ class Run:
         self.out_dir: Path = distributed.broadcast(out_dir or default_out_dir(config.model.name))
         if resume:
             self.restore(load_checkpoint(self.out_dir / CHECKPOINT, config.model.name))
-        elif self.topology.is_main:
+        elif topology.is_main:
             prepare_out_dir(self.out_dir, force=force)
 
     # -- state -------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
+    def state(self) -> CheckpointState:
         position = self.position
-        return {
-            "model_name": self.config.model.name,
-            "config": self.config.to_dict(),
-            "epoch": self.epoch,
-            "position": None
+        return CheckpointState(
+            model_name=self.config.model.name,
+            config=self.config.to_dict(),
+            epoch=self.epoch,
+            position=None
             if position is None
             else {
                 "order_state": position.order_state,
                 "step": position.step,
                 "totals": position.totals.cpu(),
             },
-            "data_shape": list(self.data.train.shape[1:]),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "rng": {
+            data_shape=list(self.data.train.shape[1:]),
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict() if self.scheduler else None,
+            rng={
                 "torch": distributed.gather(torch.get_rng_state()),
                 "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
                 "data": self.generator.get_state(),
             },
-            "history": self.history,
-        }
+            history=[record.model_dump() for record in self.history],
+        )
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: CheckpointState) -> None:
         load_weights(self.model, state["model"])
         try:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -263,9 +298,9 @@ class Run:
         if rng["cuda"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.generator.set_state(rng["data"])
-        self.history = list(state["history"])
+        self.history = [EpochRecord.model_validate(row) for row in state["history"]]
         self.epoch = int(state["epoch"])
-        saved = state.get("position")
+        saved = state["position"]
         self.position = (
             None if saved is None else EpochPosition(saved["order_state"], saved["step"], saved["totals"])
         )
@@ -295,8 +330,13 @@ class Run:
         )
         artifacts.plot_losses(self.history, self.out_dir / artifacts.LOSS_PLOT)
 
+    def _where(self) -> str:
+        world = self.topology.world_size
+        backend = distributed.backend(self.device)
+        return str(self.device) + (f", {world} processes ({backend})" if world > 1 else "")
+
     # -- the loop --------------------------------------------------------------------------
-    def fit(self) -> list[dict[str, Any]]:
+    def fit(self) -> list[EpochRecord]:
         """Train the remaining epochs; returns the per-epoch metrics."""
         train = self.config.train
         main = self.topology.is_main
@@ -308,7 +348,7 @@ class Run:
             self.logger.open(self.out_dir)
         parameters = sum(p.numel() for p in self.model.parameters())
         self.reporter.start(
-            self.config.model.name, self.out_dir, str(self.device), parameters, self.epoch + 1, self.resume
+            self.config.model.name, self.out_dir, self._where(), parameters, self.epoch + 1, self.resume
         )
         stops = _StopRequests()
         # Under torchrun every process gets the signal at its own moment, so ranks could stop
@@ -317,11 +357,22 @@ class Run:
         guard = stops.installed() if not self.topology.distributed else nullcontext()
         try:
             with guard:
-                while self.epoch < train.epochs:
-                    self._epoch(lambda: stops.requested)
-                    if stops.requested and self.epoch < train.epochs:
-                        raise KeyboardInterrupt
-        except KeyboardInterrupt:
+                while self.epoch < train.epochs and not stops.requested:
+                    self._epoch(stops)
+                if stops.requested and self.position is not None:
+                    self.checkpoint()  # stopped mid-epoch: save exactly where
+        except _StopNow:
+            raise Interrupted(
+                f"stopped at once; the checkpoint of epoch {self.epoch} is kept. "
+                f"Continue with: genmod run --resume {self.out_dir}"
+                if self.epoch
+                else "stopped at once, before the first checkpoint; nothing to resume"
+            ) from None
+        finally:
+            self.reporter.stop()
+            if self.logger is not None:
+                self.logger.close()
+        if stops.requested and self.epoch < train.epochs:
             done = (
                 f"epoch {self.epoch + 1}, step {self.position.step}"
                 if self.position
@@ -329,20 +380,14 @@ class Run:
             )
             raise Interrupted(
                 f"interrupted; training up to {done} is saved. Continue with: genmod run --resume {self.out_dir}"
-                if self.epoch or self.position
-                else "interrupted before the first checkpoint; nothing to resume"
-            ) from None
-        finally:
-            self.reporter.stop()
-            if self.logger is not None:
-                self.logger.close()
-            distributed.stop()
+            )
         if main:
             self.save_final_outputs()
             self.reporter.summary(self.history, self.out_dir)
         return self.history
 
-    def _epoch(self, should_stop: Callable[[], bool]) -> None:
+    def _epoch(self, stops: _StopRequests) -> None:
+        """Train one epoch (or up to a requested stop), then evaluate, record and checkpoint."""
         train = self.config.train
         epoch = self.epoch + 1
         steps = steps_in_epoch(len(self.data.train), train.batch_size)
@@ -359,37 +404,25 @@ class Run:
             self.position,
             on_progress=self.reporter.step,
             binarize=self.data.dynamic_binarization,
-            should_stop=should_stop,
+            should_stop=lambda: stops.requested,
             shard=(self.topology.rank, self.topology.world_size),
         )
         if self.position.step < steps:
-            self.checkpoint()
-            raise KeyboardInterrupt
+            return  # stopped mid-epoch: fit checkpoints this position
         rank, world = self.topology.rank, self.topology.world_size
-        fit = EpochStats.from_totals(distributed.all_reduce_sum(self.position.totals))
+        fit = SplitMetrics.from_totals(distributed.all_reduce_sum(self.position.totals))
         test_totals = evaluate(self.model, self.data.test.tensor_split(world)[rank], train.eval_batch_size)
-        test = EpochStats.from_totals(distributed.all_reduce_sum(test_totals))
+        test = SplitMetrics.from_totals(distributed.all_reduce_sum(test_totals))
         if self.scheduler is not None:
             self.scheduler.step()
         self.epoch, self.position = epoch, None
-        self.history.append(
-            {
-                "epoch": epoch,
-                "train_loss": fit.loss,
-                "train_reconstruction": fit.reconstruction,
-                "train_kl": fit.kl,
-                "test_loss": test.loss,
-                "test_reconstruction": test.reconstruction,
-                "test_kl": test.kl,
-                "lr": lr,
-                "seconds": time.perf_counter() - started,
-            }
-        )
+        record = EpochRecord(epoch=epoch, train=fit, test=test, lr=lr, seconds=time.perf_counter() - started)
+        self.history.append(record)
         if self.topology.is_main and (epoch in train.sample_epochs or epoch == train.epochs):
             self.save_samples()
         self.checkpoint()
         if self.topology.is_main:
-            artifacts.write_metrics(self.history, self.out_dir / artifacts.METRICS)
+            write_metrics(self.history, self.out_dir / artifacts.METRICS)
             if self.logger is not None:
-                self.logger.log(self.history[-1])
-        self.reporter.epoch_done(self.history[-1], train.epochs)
+                self.logger.log(record)
+        self.reporter.epoch_done(record, train.epochs)

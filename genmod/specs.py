@@ -1,4 +1,8 @@
-"""What plugins register: models, components and datasets, and the context they are built in."""
+"""What plugins register (models, components, datasets) and the context each is built in.
+
+Every spec is a frozen, keyword-only dataclass whose ``build`` callable makes the thing it
+names: ``ComponentSpec(name="laplace", build=..., options=LaplaceOptions)``.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict
-from torch import nn
-
-from genmod.components import Encoder
-from genmod.config import ComponentRef, ModelConfig, VAEConfig
 
 if TYPE_CHECKING:
-    from genmod.components import Likelihood, Prior
-    from genmod.registry import Registry
+    import torch
+    from torch import nn
+
+    from genmod.components import Encoder, Likelihood, Prior
+    from genmod.config import ComponentRef, ModelConfig, VAEConfig
     from genmod.vae import VAE
 
 ComponentKind = Literal["encoder", "decoder", "prior", "likelihood"]
@@ -28,75 +30,80 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ComponentContext:
-    """What a component factory may need besides its own options."""
+    """What a component's ``build`` may need besides its own options."""
 
     data_shape: tuple[int, ...]
     latent_dim: int
     encoder: Encoder | None = None
-    """The model's encoder, for priors defined through it (e.g. VampPrior)."""
+    """The model's encoder, for priors defined through it (e.g. the VampPrior)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ComponentSpec:
     """A named encoder, decoder, prior or likelihood.
 
-    ``factory(options, context)`` builds the module; ``options`` is an instance of
-    ``config``, validated from the mapping form of a :class:`ComponentRef`.
+    ``build(options, context)`` returns the module; ``options`` is an instance of the pydantic
+    class ``options``, validated from the mapping form of a :class:`~genmod.ComponentRef`.
     """
 
     name: str
-    factory: Callable[[Any, ComponentContext], nn.Module]
-    config: type[BaseModel] = NoOptions
+    build: Callable[[Any, ComponentContext], nn.Module]
+    options: type[BaseModel] = NoOptions
     description: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelSpec:
-    """A named model: its config class, a builder, and the recipe ``genmod run NAME`` uses.
+    """A named model: its config class, its ``build``, and the recipe ``genmod run NAME`` uses.
 
-    ``build(config, context)`` returns the model; ``default_config`` is a path to a YAML run
-    config shipped with the plugin (or ``None`` to use the config classes' defaults).
+    ``build(config, context)`` returns the model. ``recipe`` is the path of a YAML run config
+    shipped with the plugin; without one, ``genmod run NAME`` starts from the config classes'
+    defaults.
     """
 
     name: str
     config: type[ModelConfig]
-    build: Callable[[Any, BuildContext], VAE]
-    default_config: Path | None = None
+    build: Callable[[Any, ModelContext], VAE]
+    recipe: Path | None = None
     description: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DatasetSpec:
     """A named image dataset.
 
-    ``load(root, split, download)`` returns all images of ``split`` ("train" or "test") as
+    ``build(root, split, download)`` returns all images of ``split`` ("train" or "test") as
     one float tensor of shape ``(N, C, H, W)`` with values in [0, 1]. It raises
     ``FileNotFoundError`` when ``root`` does not hold the dataset and ``ValueError`` when its
     files break the contract; ``expects`` says what ``root`` must be, for error messages.
     """
 
     name: str
-    load: Callable[[Path, str, bool], torch.Tensor]
+    build: Callable[[Path, str, bool], torch.Tensor]
     expects: str = "the folder holding the dataset"
     description: str = ""
 
 
-@dataclass
-class BuildContext:
-    """Handed to a model builder: the data's shape and access to registered components."""
+BuildComponent = Callable[["ComponentKind", "ComponentRef", ComponentContext], "nn.Module"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelContext:
+    """Handed to a model's ``build``: the data's shape, and the registered components by name."""
 
     data_shape: tuple[int, ...]
-    registry: Registry = field(repr=False)
+    build_component: BuildComponent = field(repr=False)
+    """``build_component(kind, ref, context)``: the registered component ``ref`` names, checked
+    against its interface."""
 
     def component(
         self, kind: ComponentKind, ref: ComponentRef, latent_dim: int, encoder: Encoder | None = None
     ) -> nn.Module:
         """Build the registered component ``ref`` of ``kind``."""
-        return self.registry.build_component(
-            kind, ref, ComponentContext(self.data_shape, latent_dim, encoder)
-        )
+        context = ComponentContext(data_shape=self.data_shape, latent_dim=latent_dim, encoder=encoder)
+        return self.build_component(kind, ref, context)
 
     def prior(self, config: VAEConfig, encoder: Encoder) -> Prior:
         """The prior named by ``config.prior``."""

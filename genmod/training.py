@@ -14,21 +14,6 @@ from genmod.errors import TrainingError
 REPORT_EVERY = 20
 
 
-@dataclass(frozen=True)
-class EpochStats:
-    """Per-image means over an epoch or a dataset, in nats."""
-
-    loss: float
-    reconstruction: float
-    kl: float
-
-    @classmethod
-    def from_totals(cls, totals: Tensor) -> EpochStats:
-        """From sums of (-ELBO, reconstruction, KL, images)."""
-        loss, reconstruction, kl = (totals[:3] / totals[3]).tolist()
-        return cls(loss=loss, reconstruction=reconstruction, kl=kl)
-
-
 @dataclass
 class EpochPosition:
     """How far an epoch has got: enough to continue it exactly after a checkpoint."""
@@ -38,7 +23,8 @@ class EpochPosition:
     step: int = 0
     """Global batches done."""
     totals: Tensor = field(default_factory=lambda: torch.zeros(4))
-    """Sums of (-ELBO, reconstruction, KL, images) over this process's share of them."""
+    """Sums of (-ELBO, reconstruction, KL, images) over this process's share of them
+    (read by ``metrics.SplitMetrics.from_totals``)."""
 
 
 def _summed_terms(model: torch.nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -40,7 +40,7 @@ class VAE(nn.Module):
         posterior = self.encoder(x)
         z = posterior.rsample()
         reconstruction = -self.likelihood(self.decoder(z)).log_prob(x)
-        return ELBOTerms(reconstruction=reconstruction, kl=kl_term(posterior, self.prior, z))
+        return ELBOTerms(reconstruction=reconstruction, kl=kl_term(posterior, self.prior.distribution(), z))
 
     def loss(self, x: Tensor) -> tuple[Tensor, ELBOTerms]:
         """The training objective averaged over the batch, and the ELBO terms behind it."""
@@ -57,12 +57,12 @@ class VAE(nn.Module):
         Samples are drawn ``chunk_size`` at a time, so the decoder never sees more than
         ``chunk_size * batch`` latents at once.
         """
-        posterior = self.encoder(x)
+        posterior, prior = self.encoder(x), self.prior.distribution()
         chunks = []
         for start in range(0, k, chunk_size):
             z = posterior.rsample((min(chunk_size, k - start),))
             log_px_z = self.likelihood(self.decoder(z)).log_prob(x)
-            chunks.append(log_px_z + self.prior.log_prob(z) - posterior.log_prob(z))
+            chunks.append(log_px_z + prior.log_prob(z) - posterior.log_prob(z))
         return torch.cat(chunks)
 
     def log_likelihood(self, x: Tensor, k: int, chunk_size: int = 500) -> Tensor:

@@ -16,16 +16,21 @@ DATA_DIR = Path(os.environ.get("GENMOD_DATA_DIR") or REPO.parent / "shared" / "d
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
+    """The real MNIST, for the tests that train or evaluate on it (they fail, not skip, without it)."""
     if not (DATA_DIR / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         pytest.fail(f"MNIST not found under {DATA_DIR}: set GENMOD_DATA_DIR to a folder holding MNIST/raw/")
     return DATA_DIR
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, data_dir: Path) -> None:
-    """Every test runs in its own folder, with the shared data and no stray plugins."""
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every test runs in its own folder, with the shared data and no stray plugins.
+
+    Only tests that ask for ``data_dir`` (or run genmod on MNIST) need the data on disk: the
+    unit tests run offline on a fresh clone without it.
+    """
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("GENMOD_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("GENMOD_DATA_DIR", str(DATA_DIR))
     monkeypatch.delenv("GENMOD_PLUGINS", raising=False)
 
 
@@ -38,4 +43,4 @@ def registry() -> Registry:
 def mnist(registry: Registry, data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """(train, test) images of the real MNIST as float tensors in [0, 1]."""
     spec = registry.dataset("mnist")
-    return spec.load(data_dir, "train", False), spec.load(data_dir, "test", False)
+    return spec.build(data_dir, "train", False), spec.build(data_dir, "test", False)

@@ -42,7 +42,7 @@ def test_run_writes_every_output(tmp_path):
     assert result.exit_code == 0, result.output
     assert RUN_FILES <= {p.name for p in out.iterdir()}
     (row,) = metrics(out)
-    assert row["epoch"] == 1 and 100 < row["test_loss"] < 300 and row["test_kl"] > 0
+    assert row["epoch"] == 1 and 100 < row["test"]["loss"] < 300 and row["test"]["terms"]["kl"] > 0
     with Image.open(out / "samples_epoch_001.png") as grid:
         assert grid.size == (8 * 30 + 2, 8 * 30 + 2)  # 64 images of 28 px, 2 px padding
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
@@ -91,7 +91,7 @@ def test_same_seed_gives_identical_losses(tmp_path):
         assert small_run(tmp_path / name, "--epochs", 2, "--seed", 7).exit_code == 0
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
     assert small_run(tmp_path / "c", "--epochs", 2, "--seed", 8).exit_code == 0
-    assert metrics(tmp_path / "c")[0]["train_loss"] != metrics(tmp_path / "a")[0]["train_loss"]
+    assert metrics(tmp_path / "c")[0]["train"] != metrics(tmp_path / "a")[0]["train"]
 
 
 def test_resume_continues_bit_for_bit(tmp_path):

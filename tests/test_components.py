@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from genmod import VAE, Decoder, Encoder, Likelihood, Prior, VAEConfig
-from genmod.specs import BuildContext
+from genmod.specs import ModelContext
 
 
 def test_each_interface_names_the_missing_method():
@@ -29,7 +29,7 @@ def test_implementing_the_method_is_enough():
 
 
 def test_vae_refuses_parts_of_the_wrong_kind(registry):
-    context = BuildContext((1, 28, 28), registry)
+    context = ModelContext(data_shape=(1, 28, 28), build_component=registry.build_component)
     config = VAEConfig(name="x", latent_dim=2)
     prior, likelihood = context.prior(config, None), context.likelihood(config)
     with pytest.raises(TypeError, match="expects a genmod.Encoder, got Linear"):

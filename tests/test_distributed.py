@@ -26,10 +26,11 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     one, two = metrics(tmp_path / "one"), metrics(tmp_path / "two")
     assert len(two) == 2  # rank 0 alone wrote the metrics
     for a, b in zip(one, two, strict=True):
-        for key in ("train_loss", "test_loss"):
-            assert abs(a[key] - b[key]) / a[key] < 0.02, (key, a[key], b[key])
-    assert two[-1]["test_loss"] < two[0]["train_loss"]
+        for key in ("train", "test"):
+            assert abs(a[key]["loss"] - b[key]["loss"]) / a[key]["loss"] < 0.02, (key, a[key], b[key])
+    assert two[-1]["test"]["loss"] < two[0]["train"]["loss"]
     assert double.stdout.count("Run summary") == 1 and "error" not in double.stderr.lower()
+    assert "on cpu, 2 processes (gloo)" in double.stdout and " processes (" not in single.stdout
 
 
 def test_distributed_run_resumes_with_the_same_number_of_processes(tmp_path):

@@ -4,15 +4,14 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from genmod.cli import app
 from genmod.config import DataConfig
 from genmod.config_loader import resolve_run_config
 from genmod.data import load_data
 from genmod.evaluation import importance_sampled_nll
 from genmod.runner import build_model
 from genmod.training import train_epoch
+from helpers import genmod, small_run
 
 
 @pytest.fixture(scope="module")
@@ -89,26 +88,9 @@ def test_binarization_modes(registry, data_dir):
 
 def test_eval_command_writes_eval_json(tmp_path):
     out = tmp_path / "run"
-    runner = CliRunner()
-    trained = runner.invoke(
-        app,
-        [
-            "run",
-            "mlp-vae",
-            "--epochs",
-            "1",
-            "--set",
-            "data.limit=2000",
-            "--set",
-            "data.binarize=dynamic",
-            "--out",
-            str(out),
-            "--device",
-            "cpu",
-        ],
-    )
+    trained = small_run(out, "--epochs", 1, "--set", "data.binarize=dynamic")
     assert trained.exit_code == 0, trained.output
-    result = runner.invoke(app, ["eval", str(out), "--k", "50", "--images", "100"])
+    result = genmod("eval", out, "--k", 50, "--images", 100)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "eval.json").read_text())
     assert (
@@ -116,5 +98,5 @@ def test_eval_command_writes_eval_json(tmp_path):
     )
     assert 50 < report["nll"] < report["negative_elbo"] < 400 and report["seconds"] > 0
     assert "IS negative log-likelihood" in result.output
-    missing = runner.invoke(app, ["eval", str(tmp_path / "nothing")])
+    missing = genmod("eval", tmp_path / "nothing")
     assert missing.exit_code == 2 and "no run" in missing.output

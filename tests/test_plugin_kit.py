@@ -3,12 +3,11 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from genmod.cli import app
-from helpers import pip_install
+from helpers import genmod, pip_install
 
 BROKEN = """
 from torch import nn
@@ -35,14 +34,10 @@ class ForgotForward(Decoder):
 
 @hookimpl
 def register_decoders(register):
-    register(ComponentSpec("flat", lambda options, ctx: FlatDecoder(ctx.latent_dim)))
-    register(ComponentSpec("plain", lambda options, ctx: NotADecoder()))
-    register(ComponentSpec("forgot", lambda options, ctx: ForgotForward()))
+    register(ComponentSpec(name="flat", build=lambda options, ctx: FlatDecoder(ctx.latent_dim)))
+    register(ComponentSpec(name="plain", build=lambda options, ctx: NotADecoder()))
+    register(ComponentSpec(name="forgot", build=lambda options, ctx: ForgotForward()))
 """
-
-
-def genmod(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.mark.parametrize(
@@ -61,7 +56,7 @@ def test_broken_components_are_refused_naming_the_plugin(tmp_path, decoder, mess
     plugin.write_text(BROKEN)
     out = tmp_path / "out"
     result = genmod("run", "beta-vae", "--plugin", plugin, "--set", f"model.decoder={decoder}", "--out", out)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert message in result.output and "shoddy" in result.output
     assert "Traceback" not in result.output and not out.exists()
 
@@ -79,12 +74,33 @@ def test_plugins_from_environment_variable(tmp_path, monkeypatch):
 def test_info_shows_origin_and_config_schema():
     result = genmod("info", "vampprior")
     assert result.exit_code == 0
-    for text in ("prior vampprior", "genmod-zoo 0.1.0", "pseudo_inputs", "int", "500", "pseudo-inputs K"):
+    for text in ("prior vampprior", "'genmod-zoo' 0.2.0", "pseudo_inputs", "int", "500", "pseudo-inputs K"):
         assert text in result.output
     model = genmod("info", "iwae")
     for text in ("model iwae", "latent_dim", "Importance samples", "recipe:", "iwae.yaml"):
         assert text in model.output
     assert genmod("info", "vamprior").exit_code == 2
+
+
+def test_unit_tests_that_need_no_images_pass_without_mnist(tmp_path):
+    tests = Path(__file__).parent
+    offline = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "test_elbo.py",
+            "test_components.py",
+        ],
+        cwd=tests,
+        env={**os.environ, "GENMOD_DATA_DIR": str(tmp_path / "no-data")},
+        capture_output=True,
+        text=True,
+    )
+    assert offline.returncode == 0 and " passed" in offline.stdout, offline.stdout
 
 
 def test_new_plugin_scaffold_installs_lists_trains_and_passes_its_own_test(tmp_path):
@@ -97,7 +113,8 @@ def test_new_plugin_scaffold_installs_lists_trains_and_passes_its_own_test(tmp_p
         check=True,
         capture_output=True,
     )
-    env = {**os.environ, "PYTHONPATH": str(site)}
+    # Offline and without MNIST: the scaffold's tests make their own images.
+    env = {**os.environ, "PYTHONPATH": str(site), "GENMOD_DATA_DIR": str(tmp_path / "no-data")}
     own_tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", package / "tests"],
         cwd=tmp_path,

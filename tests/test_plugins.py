@@ -7,12 +7,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from genmod.cli import app
 from genmod.errors import PluginError
 from genmod.registry import load_registry
-from helpers import pip_install
+from helpers import genmod, pip_install
 
 LAPLACE_PLUGIN = """
 import torch
@@ -32,7 +30,7 @@ class LaplacePrior(Prior):
 
 @hookimpl
 def register_priors(register):
-    register(ComponentSpec("laplace", lambda options, ctx: LaplacePrior(ctx.latent_dim), description="Laplace(0, 1)"))
+    register(ComponentSpec(name="laplace", build=lambda options, ctx: LaplacePrior(ctx.latent_dim), description="Laplace(0, 1)"))
 """
 
 
@@ -47,15 +45,11 @@ def install_distribution(site: Path, monkeypatch, dist: str, module: str, source
     monkeypatch.syspath_prepend(str(site))
 
 
-def genmod(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
 def test_installed_prior_plugin_is_listed_and_trains(tmp_path, monkeypatch):
     install_distribution(tmp_path / "site", monkeypatch, "genmod-laplace", "genmod_laplace_a", LAPLACE_PLUGIN)
     listed = json.loads(genmod("list", "--json", "--kind", "prior").output)["entries"]
     laplace = next(e for e in listed if e["name"] == "laplace")
-    assert (laplace["distribution"], laplace["version"]) == ("genmod-laplace", "1.2.3")
+    assert (laplace["plugin"], laplace["version"]) == ("genmod-laplace", "1.2.3")
 
     out = tmp_path / "run"
     result = genmod(
@@ -76,7 +70,7 @@ def test_installed_prior_plugin_is_listed_and_trains(tmp_path, monkeypatch):
     assert "prior: laplace" in (out / "config.yaml").read_text()
     row = json.loads((out / "metrics.jsonl").read_text())
     assert (
-        row["test_kl"] > 0 and row["test_loss"] < 400
+        row["test"]["terms"]["kl"] > 0 and row["test"]["loss"] < 400
     )  # Monte Carlo KL, since torch has no Normal-Laplace KL
 
 
@@ -107,17 +101,26 @@ def test_plugin_that_fails_to_import_is_reported_and_others_still_work(tmp_path,
     assert run.exit_code == 0, run.output
 
 
-def test_two_plugins_registering_one_name_is_an_error_naming_both(tmp_path, monkeypatch):
+def test_two_plugins_registering_one_name_conflict_only_on_that_name(tmp_path, monkeypatch):
     install_distribution(tmp_path / "site", monkeypatch, "genmod-laplace", "genmod_laplace_c", LAPLACE_PLUGIN)
     install_distribution(
         tmp_path / "site", monkeypatch, "genmod-laplace-fork", "genmod_laplace_d", LAPLACE_PLUGIN
     )
-    with pytest.raises(
-        PluginError, match="prior 'laplace' is registered by both.*genmod-laplace.*genmod-laplace-fork"
-    ):
-        load_registry()
-    result = genmod("list")
-    assert result.exit_code == 1 and "genmod-laplace-fork" in result.output
+    registry = load_registry()
+    with pytest.raises(PluginError, match="prior 'laplace' \\('genmod-laplace' and 'genmod-laplace-fork'\\)"):
+        registry.get("prior", "laplace")
+    assert registry.get("model", "mlp-vae").plugin.name == "genmod-mlp-vae"  # everything else works
+
+    for command in ("list", "plugins"):
+        result = genmod(command)
+        assert result.exit_code == 0, result.output
+        assert "conflicts" in result.output and "genmod-laplace-fork" in result.output
+    listed = json.loads(genmod("list", "--json").output)
+    assert listed["conflicts"] == [
+        {"kind": "prior", "name": "laplace", "plugins": ["genmod-laplace", "genmod-laplace-fork"]}
+    ]
+    run = genmod("run", "mlp-vae", "--set", "model.prior=laplace", "--out", tmp_path / "run")
+    assert run.exit_code == 2 and "genmod-laplace-fork" in run.output and not (tmp_path / "run").exists()
 
 
 def test_local_plugin_file(tmp_path):
@@ -165,6 +168,6 @@ def test_pip_installed_plugin_package_shows_in_list(tmp_path):
     assert {
         "kind": "prior",
         "name": "laplace",
-        "distribution": "genmod-laplace",
+        "plugin": "genmod-laplace",
         "version": "0.3.0",
     }.items() <= next(e for e in entries if e["name"] == "laplace").items()

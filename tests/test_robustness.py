@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from genmod.config_loader import resolve_run_config
+from genmod.errors import DataError
 from helpers import genmod, losses, small_run
 
 BROKEN_PLUGIN = "raise ImportError('cannot import name flux_capacitor')\n"
@@ -38,7 +40,7 @@ class FlakyLikelihood(Likelihood):
 
 @hookimpl
 def register_likelihoods(register):
-    register(ComponentSpec("flaky", lambda options, ctx: FlakyLikelihood()))
+    register(ComponentSpec(name="flaky", build=lambda options, ctx: FlakyLikelihood()))
 """
 
 
@@ -119,7 +121,7 @@ CASES = {
             "--set",
             "model.prior=broken-prior",
         ],
-        "unknown prior 'broken-prior'",
+        "broken.py failed to load: ImportError: cannot import name flux_capacitor",
     ),
     "cuda without a GPU": (
         lambda t, d: ["run", "mlp-vae", "--device", "cuda"],
@@ -267,6 +269,40 @@ def test_sigterm_checkpoints_mid_epoch_and_prints_the_resume_command(tmp_path):
     resumed = cli("run", "--resume", stopped)
     assert resumed.wait() == 0, resumed.stderr.read()
     assert_same_run(whole, stopped)
+
+
+def test_a_second_signal_stops_at_once_keeping_the_last_checkpoint(tmp_path):
+    stopped = tmp_path / "stopped"
+    process = start_into_second_epoch(stopped)
+    # Two different signals, so that the kernel cannot merge them into one pending signal.
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait() == 130
+    message = process.stderr.read()
+    assert "stopped at once" in message and "Traceback" not in message
+    assert checkpoint_epoch(stopped / "checkpoint.pt") >= 1  # a complete checkpoint, never a torn one
+
+
+def test_a_failure_during_set_up_still_leaves_the_process_group(tmp_path, monkeypatch):
+    """The group is joined and left at one level: an error while the run is set up must not
+    leave it open (its peers would wait for this process forever)."""
+    from genmod import distributed, runner
+    from genmod.registry import load_registry
+
+    calls = []
+    monkeypatch.setattr(runner.distributed, "topology_from_env", lambda: distributed.Topology(world_size=2))
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(
+        distributed.dist, "init_process_group", lambda backend: calls.append(("init", backend))
+    )
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: calls.append(("destroy",)))
+    registry = load_registry()
+    config = resolve_run_config(
+        registry, model="mlp-vae", overrides=["data.root=/nowhere", "train.device=cpu"]
+    )
+    with pytest.raises(DataError):
+        runner.train(config, registry, out_dir=tmp_path / "run")
+    assert calls == [("init", "gloo"), ("destroy",)]
 
 
 def test_checkpoint_loads_weights_only_and_refuses_foreign_files(tmp_path):

@@ -65,7 +65,9 @@ def test_runs_table(run_dir):
     result = genmod("runs", run_dir.parent)
     assert result.exit_code == 0
     row = next(line for line in result.output.splitlines() if "latent2" in line)
-    best = min(json.loads(line)["test_loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines())
+    best = min(
+        json.loads(line)["test"]["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    )
     assert "mlp-vae" in row and "1/1" in row and f"{best:.2f}" in row and "(k=10)" in row
     assert genmod("runs", run_dir.parent / "missing").exit_code == 2
 
@@ -77,7 +79,7 @@ def test_tensorboard_logger(tmp_path, monkeypatch):
 
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
-    assert [e.step for e in events.Scalars("test_loss")] == [1, 2]
+    assert [e.step for e in events.Scalars("test/loss")] == [1, 2]
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     missing = small_run(tmp_path / "no-tb", "--epochs", 1, "--logger", "tensorboard")
     assert missing.exit_code == 2 and "pip install tensorboard" in missing.output

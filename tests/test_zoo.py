@@ -6,15 +6,14 @@ import math
 import pytest
 import torch
 from torch.distributions import ContinuousBernoulli, Normal
-from typer.testing import CliRunner
 
 from genmod.builtins.likelihoods import BernoulliLikelihood
-from genmod.cli import app
 from genmod.config_loader import resolve_run_config
 from genmod.runner import build_model
 from genmod_mlp_vae import MLPEncoder
 from genmod_zoo.likelihoods import ContinuousBernoulliLikelihood, GaussianLikelihood
 from genmod_zoo.priors import MixtureOfGaussiansPrior, VampPrior
+from helpers import genmod
 
 
 def grid_mass(log_density, half_width=8.0, points=801) -> float:
@@ -141,9 +140,7 @@ def test_beta_one_is_the_plain_vae_and_beta_weights_the_kl(registry, mnist):
 )
 def test_every_family_trains_from_the_cli(tmp_path, args):
     out = tmp_path / "run"
-    result = CliRunner().invoke(
-        app, ["run", *args, "--epochs", "1", "--set", "data.limit=500", "--out", str(out), "--device", "cpu"]
-    )
+    result = genmod("run", *args, "--epochs", 1, "--set", "data.limit=500", "--out", out, "--device", "cpu")
     assert result.exit_code == 0, result.output
     row = json.loads((out / "metrics.jsonl").read_text())
-    assert math.isfinite(row["test_loss"]) and row["test_kl"] > 0
+    assert math.isfinite(row["test"]["loss"]) and row["test"]["terms"]["kl"] > 0

@@ -16,7 +16,7 @@ def register_priors(register):
     register(
         ComponentSpec(
             name="standard-normal",
-            factory=lambda options, ctx: StandardNormalPrior(ctx.latent_dim),
+            build=lambda options, context: StandardNormalPrior(context.latent_dim),
             description="N(0, I); analytic KL against a diagonal Gaussian posterior.",
         )
     )
@@ -27,7 +27,7 @@ def register_likelihoods(register):
     register(
         ComponentSpec(
             name="bernoulli",
-            factory=lambda options, ctx: BernoulliLikelihood(len(ctx.data_shape)),
+            build=lambda options, context: BernoulliLikelihood(len(context.data_shape)),
             description="Independent Bernoulli per pixel on decoder logits (BCE with logits).",
         )
     )

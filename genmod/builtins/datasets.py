@@ -117,25 +117,25 @@ def _idx_layout(folder: str) -> str:
 DATASETS = (
     DatasetSpec(
         name="mnist",
-        load=partial(_load_idx, datasets.MNIST),
+        build=partial(_load_idx, datasets.MNIST),
         expects=_idx_layout("MNIST"),
         description="MNIST digits, 60k train / 10k test, 1x28x28 grey levels in [0, 1].",
     ),
     DatasetSpec(
         name="fashion-mnist",
-        load=partial(_load_idx, datasets.FashionMNIST),
+        build=partial(_load_idx, datasets.FashionMNIST),
         expects=_idx_layout("FashionMNIST"),
         description="Fashion-MNIST clothing, 60k train / 10k test, 1x28x28 grey levels in [0, 1].",
     ),
     DatasetSpec(
         name="tensor-file",
-        load=_load_tensor_file,
+        build=_load_tensor_file,
         expects="a .pt file holding {'train': images, 'test': images}, each (N, C, H, W) or (N, H, W), uint8 or float in [0, 1]",
         description="Your images as tensors in a .pt file (data.root is the file).",
     ),
     DatasetSpec(
         name="image-folder",
-        load=_load_image_folder,
+        build=_load_image_folder,
         expects="a folder with train/ and test/ subfolders of image files, all of one size",
         description="Your images as PNG/JPEG files under ROOT/train and ROOT/test (grey or RGB).",
     ),

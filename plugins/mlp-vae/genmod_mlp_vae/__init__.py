@@ -17,11 +17,11 @@ from torch.distributions import Distribution
 
 from genmod import (
     VAE,
-    BuildContext,
     ComponentContext,
     ComponentSpec,
     Decoder,
     Encoder,
+    ModelContext,
     ModelSpec,
     VAEConfig,
     diagonal_gaussian,
@@ -74,7 +74,7 @@ class MLPVAEConfig(VAEConfig):
     )
 
 
-def build_mlp_vae(config: MLPVAEConfig, context: BuildContext) -> VAE:
+def build_mlp_vae(config: MLPVAEConfig, context: ModelContext) -> VAE:
     shape = context.data_shape
     encoder = MLPEncoder(shape, config.hidden_dims, config.latent_dim)
     decoder = MLPDecoder(config.latent_dim, config.hidden_dims, shape)
@@ -88,7 +88,7 @@ def register_models(register):
             name="mlp-vae",
             config=MLPVAEConfig,
             build=build_mlp_vae,
-            default_config=RECIPE,
+            recipe=RECIPE,
             description="The seed notebook's MLP VAE (784-400-400-20) with a correct ELBO.",
         )
     )
@@ -96,15 +96,26 @@ def register_models(register):
 
 @hookimpl
 def register_encoders(register):
-    def factory(options: MLPOptions, context: ComponentContext) -> MLPEncoder:
+    def build(options: MLPOptions, context: ComponentContext) -> MLPEncoder:
         return MLPEncoder(context.data_shape, options.hidden_dims, context.latent_dim)
 
-    register(ComponentSpec("mlp", factory, MLPOptions, "ReLU MLP to a diagonal Gaussian q(z|x)."))
+    register(
+        ComponentSpec(
+            name="mlp", build=build, options=MLPOptions, description="ReLU MLP to a diagonal Gaussian q(z|x)."
+        )
+    )
 
 
 @hookimpl
 def register_decoders(register):
-    def factory(options: MLPOptions, context: ComponentContext) -> MLPDecoder:
+    def build(options: MLPOptions, context: ComponentContext) -> MLPDecoder:
         return MLPDecoder(context.latent_dim, options.hidden_dims, context.data_shape)
 
-    register(ComponentSpec("mlp", factory, MLPOptions, "ReLU MLP from z to per-pixel parameters."))
+    register(
+        ComponentSpec(
+            name="mlp",
+            build=build,
+            options=MLPOptions,
+            description="ReLU MLP from z to per-pixel parameters.",
+        )
+    )

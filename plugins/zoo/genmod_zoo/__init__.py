@@ -21,18 +21,18 @@ def _recipe(name: str) -> Path:
 def register_priors(register):
     register(
         ComponentSpec(
-            "mixture",
-            priors.make_mixture,
-            priors.MixtureOptions,
-            "Learnable mixture of K diagonal Gaussians (Monte Carlo KL).",
+            name="mixture",
+            build=priors.make_mixture,
+            options=priors.MixtureOptions,
+            description="Learnable mixture of K diagonal Gaussians (Monte Carlo KL).",
         )
     )
     register(
         ComponentSpec(
-            "vampprior",
-            priors.make_vampprior,
-            priors.VampOptions,
-            "VampPrior: mixture of q(z|u_k) over learned pseudo-inputs (Monte Carlo KL).",
+            name="vampprior",
+            build=priors.make_vampprior,
+            options=priors.VampOptions,
+            description="VampPrior: mixture of q(z|u_k) over learned pseudo-inputs (Monte Carlo KL).",
         )
     )
 
@@ -41,18 +41,18 @@ def register_priors(register):
 def register_likelihoods(register):
     register(
         ComponentSpec(
-            "continuous-bernoulli",
-            likelihoods.make_continuous_bernoulli,
-            NoOptions,
-            "Continuous Bernoulli on logits, with its normalising constant.",
+            name="continuous-bernoulli",
+            build=likelihoods.make_continuous_bernoulli,
+            options=NoOptions,
+            description="Continuous Bernoulli on logits, with its normalising constant.",
         )
     )
     register(
         ComponentSpec(
-            "gaussian",
-            likelihoods.make_gaussian,
-            likelihoods.GaussianOptions,
-            "Gaussian per pixel around the decoder output; fixed or learned scale.",
+            name="gaussian",
+            build=likelihoods.make_gaussian,
+            options=likelihoods.GaussianOptions,
+            description="Gaussian per pixel around the decoder output; fixed or learned scale.",
         )
     )
 
@@ -61,7 +61,10 @@ def register_likelihoods(register):
 def register_encoders(register):
     register(
         ComponentSpec(
-            "conv", conv.make_encoder, conv.ConvOptions, "Two stride-2 convolutions for C×28×28 images."
+            name="conv",
+            build=conv.make_encoder,
+            options=conv.ConvOptions,
+            description="Two stride-2 convolutions for C×28×28 images.",
         )
     )
 
@@ -70,7 +73,10 @@ def register_encoders(register):
 def register_decoders(register):
     register(
         ComponentSpec(
-            "conv", conv.make_decoder, conv.ConvOptions, "Two stride-2 transposed convolutions to C×28×28."
+            name="conv",
+            build=conv.make_decoder,
+            options=conv.ConvOptions,
+            description="Two stride-2 transposed convolutions to C×28×28.",
         )
     )
 
@@ -79,28 +85,28 @@ def register_decoders(register):
 def register_models(register):
     register(
         ModelSpec(
-            "beta-vae",
-            models.ComposedVAEConfig,
-            models.build_vae,
-            _recipe("beta-vae"),
-            "VAE whose KL term is weighted by beta; encoder/decoder chosen by name.",
+            name="beta-vae",
+            config=models.ComposedVAEConfig,
+            build=models.build_vae,
+            recipe=_recipe("beta-vae"),
+            description="VAE whose KL term is weighted by beta; encoder/decoder chosen by name.",
         )
     )
     register(
         ModelSpec(
-            "iwae",
-            models.IWAEConfig,
-            models.build_iwae,
-            _recipe("iwae"),
-            "Importance-weighted autoencoder trained on the k-sample bound.",
+            name="iwae",
+            config=models.IWAEConfig,
+            build=models.build_iwae,
+            recipe=_recipe("iwae"),
+            description="Importance-weighted autoencoder trained on the k-sample bound.",
         )
     )
     register(
         ModelSpec(
-            "conv-vae",
-            models.ConvVAEConfig,
-            models.build_vae,
-            _recipe("conv-vae"),
-            "Convolutional encoder/decoder VAE for 1×28×28 images.",
+            name="conv-vae",
+            config=models.ConvVAEConfig,
+            build=models.build_vae,
+            recipe=_recipe("conv-vae"),
+            description="Convolutional encoder/decoder VAE for 1×28×28 images.",
         )
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from genmod import VAE, BuildContext, ComponentRef, ELBOTerms, VAEConfig, log_mean_exp
+from genmod import VAE, ComponentRef, ELBOTerms, ModelContext, VAEConfig, log_mean_exp
 
 
 class ComposedVAEConfig(VAEConfig):
@@ -48,15 +48,15 @@ class IWAE(VAE):
         return -bound.mean(), ELBOTerms(reconstruction=reconstruction.mean(0), kl=log_ratio.mean(0))
 
 
-def _parts(config: ComposedVAEConfig, context: BuildContext):
+def _parts(config: ComposedVAEConfig, context: ModelContext):
     encoder = context.component("encoder", config.encoder, config.latent_dim)
     decoder = context.component("decoder", config.decoder, config.latent_dim)
     return encoder, decoder, context.prior(config, encoder), context.likelihood(config)
 
 
-def build_vae(config: ComposedVAEConfig, context: BuildContext) -> VAE:
+def build_vae(config: ComposedVAEConfig, context: ModelContext) -> VAE:
     return VAE(*_parts(config, context), beta=config.beta)
 
 
-def build_iwae(config: IWAEConfig, context: BuildContext) -> IWAE:
+def build_iwae(config: IWAEConfig, context: ModelContext) -> IWAE:
     return IWAE(*_parts(config, context), k=config.k)
