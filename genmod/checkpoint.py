@@ -21,6 +21,9 @@ from genmod.errors import CheckpointError
 FORMAT = "genmod-checkpoint"
 FORMAT_VERSION = 3
 FILENAME = "checkpoint.pt"
+BEST = "best.pt"
+"""The weights of the epoch with the best validation -ELBO, beside the last checkpoint."""
+WEIGHTS_FORMAT = "genmod-weights"
 
 
 class Position(TypedDict):
@@ -29,6 +32,16 @@ class Position(TypedDict):
     order_state: torch.Tensor
     step: int
     totals: torch.Tensor
+    skipped: int
+
+
+class Best(TypedDict):
+    """The best validation -ELBO so far, for early stopping and ``best.pt``."""
+
+    epoch: int
+    loss: float
+    since: int
+    """Epochs since it was reached."""
 
 
 class RNGStates(TypedDict):
@@ -51,7 +64,9 @@ class CheckpointState(TypedDict):
     data_shape: list[int]
     model: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
-    scheduler: dict[str, Any] | None
+    schedule: dict[str, Any]
+    best: Best | None
+    """With ``data.validation``; else ``None``."""
     rng: RNGStates
     history: list[dict[str, Any]]
     """The ``metrics.EpochRecord`` of every completed epoch, as plain dicts."""
@@ -62,7 +77,10 @@ REQUIRED = tuple(CheckpointState.__required_keys__)
 
 def save_checkpoint(path: Path, state: CheckpointState) -> None:
     """Write ``state`` to ``path`` via a temporary file and an atomic rename."""
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
+    _atomic_save(path, {"format": FORMAT, "format_version": FORMAT_VERSION, **state})
+
+
+def _atomic_save(path: Path, payload: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -75,11 +93,25 @@ def save_checkpoint(path: Path, state: CheckpointState) -> None:
         raise
 
 
-def load_checkpoint(path: Path, model_name: str | None = None) -> CheckpointState:
-    """Read a checkpoint, refusing anything that is not a complete genmod checkpoint.
+def save_best(path: Path, state: CheckpointState) -> None:
+    """The model weights of ``state`` alone (no optimizer or RNG states), written atomically."""
+    weights = {"model_name": state["model_name"], "epoch": state["epoch"], "model": state["model"]}
+    _atomic_save(path, {"format": WEIGHTS_FORMAT, **weights})
 
-    With ``model_name``, a checkpoint of another model is refused too.
-    """
+
+def load_weights_file(path: Path, model_name: str) -> dict[str, Any]:
+    """Read ``best.pt``: ``{"model_name", "epoch", "model"}``."""
+    state = _read(path)
+    if not isinstance(state, dict) or state.get("format") != WEIGHTS_FORMAT:
+        raise CheckpointError(f"{path} is not a genmod weights file")
+    if state.get("model_name") != model_name:
+        raise CheckpointError(
+            f"{path} holds weights of model '{state.get('model_name')}', not '{model_name}'"
+        )
+    return state
+
+
+def _read(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: the run has not finished an epoch yet")
     try:
@@ -93,6 +125,15 @@ def load_checkpoint(path: Path, model_name: str | None = None) -> CheckpointStat
         raise CheckpointError(
             f"{path} is truncated, corrupted or not a genmod checkpoint ({reason[:120]})"
         ) from None
+    return state
+
+
+def load_checkpoint(path: Path, model_name: str | None = None) -> CheckpointState:
+    """Read a checkpoint, refusing anything that is not a complete genmod checkpoint.
+
+    With ``model_name``, a checkpoint of another model is refused too.
+    """
+    state = _read(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a genmod checkpoint")
     if state.get("format_version") != FORMAT_VERSION:

@@ -20,19 +20,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from genmod import __version__, artifacts
-from genmod.config import ComponentRef, RunConfig
+from genmod.config import ComponentRef, DataConfig, RunConfig, TrainConfig
 from genmod.config_loader import resolve_run_config
 from genmod.data import Data, binarize_once, load_data
 from genmod.distributed import launch
 from genmod.errors import ConfigError, GenmodError, UnknownNameError
 from genmod.evaluation import importance_sampled_nll
 from genmod.kinds import KINDS
+from genmod.model import GenerativeModel
 from genmod.progress import RunReporter
 from genmod.registry import Registry, load_registry
 from genmod.run_index import list_runs
 from genmod.runner import load_trained, select_device, train
 from genmod.scaffold import new_plugin
-from genmod.vae import VAE
 
 PLUGINS_ENV = "GENMOD_PLUGINS"
 
@@ -54,6 +54,13 @@ RunDataDirOption = Annotated[
     Optional[Path], typer.Option(help="Folder holding the dataset (default: the run's).")
 ]
 RunDir = Annotated[Path, typer.Argument(help="A run folder written by 'genmod run'.", file_okay=False)]
+CheckpointOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--checkpoint",
+        help="best (the best validation epoch's weights) or last; default: best where the run kept one.",
+    ),
+]
 
 PluginOption = Annotated[
     Optional[list[Path]],
@@ -296,15 +303,31 @@ def run(
     )
 
 
-def _trained_with_data(
-    run_dir: Path, plugin: list[Path] | None, device: str, data_dir: Path | None
-) -> tuple[RunConfig, VAE, dict[str, Any], Data]:
-    """A run's config, trained model and checkpoint, and its dataset (from ``data_dir`` if given)."""
+def _trained(
+    run_dir: Path, plugin: list[Path] | None, device: str, checkpoint: str | None, needs: str | None = None
+) -> tuple[Registry, RunConfig, GenerativeModel, int]:
+    """The registry, and a run's config, trained model and the epoch of its weights.
+
+    ``needs`` names an optional method of the model the command uses: a model without it is
+    refused in one line before any data is read.
+    """
+    if checkpoint not in (None, "best", "last"):
+        raise ConfigError(f"--checkpoint must be best or last, not '{checkpoint}'")
     registry = _registry(plugin)
-    target = select_device(device)
-    config, model, state = load_trained(run_dir, registry, target)
+    config, model, epoch = load_trained(run_dir, registry, select_device(device), checkpoint)
+    if needs is not None and not model.can(needs):
+        raise ConfigError(
+            f"model '{config.model.name}' ({type(model).__name__}) does not implement {needs}(), "
+            f"which this command needs"
+        )
+    return registry, config, model, epoch
+
+
+def _data(registry: Registry, config: RunConfig, model: GenerativeModel, data_dir: Path | None) -> Data:
+    """The run's dataset (from ``data_dir`` if given), on the model's device."""
     data_config = config.data.model_copy(update={"root": data_dir} if data_dir else {})
-    return config, model, state, load_data(registry.dataset(data_config.name), data_config, target)
+    device = next(model.parameters()).device
+    return load_data(registry.dataset(data_config.name), data_config, device)
 
 
 @app.command("eval")
@@ -317,30 +340,33 @@ def eval_command(
     seed: Annotated[int, typer.Option(help="Seed of the importance samples.")] = 0,
     device: DeviceOption = "auto",
     data_dir: RunDataDirOption = None,
+    checkpoint: CheckpointOption = None,
     plugin: PluginOption = None,
 ) -> None:
     """Importance-sampled negative log-likelihood and negative ELBO of a trained run."""
-    if split not in ("test", "train"):
-        raise ConfigError(f"--split must be test or train, not '{split}'")
-    config, model, state, data = _trained_with_data(run_dir, plugin, device, data_dir)
-    chosen = (
-        data.test
-        if split == "test"
-        else (binarize_once(data.train) if data.dynamic_binarization else data.train)
-    )
+    if split not in ("test", "validation", "train"):
+        raise ConfigError(f"--split must be test, validation or train, not '{split}'")
+    registry, config, model, epoch = _trained(run_dir, plugin, device, checkpoint, "log_importance_weights")
+    data = _data(registry, config, model, data_dir)
+    if split == "validation" and data.validation is None:
+        raise ConfigError(f"{run_dir} was trained without data.validation: use --split test or train")
+    chosen = {
+        "test": data.test,
+        "validation": data.validation,
+        "train": binarize_once(data.train) if data.dynamic_binarization else data.train,
+    }[split]
+    assert chosen is not None
     torch.manual_seed(seed)
     result = importance_sampled_nll(model, chosen[:images], k)
     report = {
         "model": config.model.name,
-        "epoch": state["epoch"],
+        "epoch": epoch,
         "split": split,
         "seed": seed,
         **result.to_dict(),
     }
     (run_dir / artifacts.EVAL).write_text(json.dumps(report, indent=2) + "\n")
-    table = Table(
-        title=f"{config.model.name} after {state['epoch']} epochs, {split} set ({result.images} images)"
-    )
+    table = Table(title=f"{config.model.name} after {epoch} epochs, {split} set ({result.images} images)")
     table.add_column("per image (nats)")
     table.add_column("value", justify="right")
     table.add_row(f"IS negative log-likelihood (k={k})", f"{result.nll:.2f} ± {result.nll_se:.2f}")
@@ -360,10 +386,11 @@ def sample(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the prior draws.")] = 0,
     device: DeviceOption = "auto",
+    checkpoint: CheckpointOption = None,
     plugin: PluginOption = None,
 ) -> None:
     """Draw images from a trained model's prior and save them as a grid."""
-    _, model, _ = load_trained(run_dir, _registry(plugin), select_device(device))
+    _, _, model, _ = _trained(run_dir, plugin, device, checkpoint)
     torch.manual_seed(seed)
     with torch.inference_mode():
         images = model.sample(n)
@@ -382,11 +409,12 @@ def reconstruct(
     ] = None,
     device: DeviceOption = "auto",
     data_dir: RunDataDirOption = None,
+    checkpoint: CheckpointOption = None,
     plugin: PluginOption = None,
 ) -> None:
     """Save test images (odd rows) above their reconstructions (even rows)."""
-    _, model, _, data = _trained_with_data(run_dir, plugin, device, data_dir)
-    originals = data.test[:n]
+    registry, config, model, _ = _trained(run_dir, plugin, device, checkpoint, "reconstruct")
+    originals = _data(registry, config, model, data_dir).test[:n]
     path = output or run_dir / "reconstruct.png"
     with torch.inference_mode():
         artifacts.save_reconstructions(originals, model.reconstruct(originals), path)
@@ -402,12 +430,13 @@ def manifold(
         Optional[Path], typer.Option("-o", "--output", help="PNG file; default RUN_DIR/manifold.png.")
     ] = None,
     device: DeviceOption = "auto",
+    checkpoint: CheckpointOption = None,
     plugin: PluginOption = None,
 ) -> None:
     """Decode a grid over the 2-D latent space of a model with 2 latents."""
-    config, model, _ = load_trained(run_dir, _registry(plugin), select_device(device))
+    _, config, model, _ = _trained(run_dir, plugin, device, checkpoint)
     latent_dim = getattr(config.model, "latent_dim", None)
-    if latent_dim != 2:
+    if latent_dim != 2 or not hasattr(model, "decode"):
         raise ConfigError(
             f"the latent manifold needs a model with 2 latents; this one has {latent_dim}: "
             "train one with --set model.latent_dim=2"
@@ -458,7 +487,7 @@ def _type_name(annotation: Any) -> str:
 def _schema_table(config: type[BaseModel], title: str) -> Table:
     table = Table(title=title)
     for column in ("key", "type", "default", "description"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "key")
     for key, field in config.model_fields.items():
         default = "required" if field.is_required() else field.get_default(call_default_factory=True)
         if isinstance(default, BaseModel):
@@ -471,10 +500,16 @@ def _schema_table(config: type[BaseModel], title: str) -> Table:
 @app.command()
 @_user_errors
 def info(
-    name: Annotated[str, typer.Argument(help="A model, component or dataset name from 'genmod list'.")],
+    name: Annotated[
+        str, typer.Argument(help="A model, component or dataset name from 'genmod list', or data or train.")
+    ],
     plugin: PluginOption = None,
 ) -> None:
     """Show what NAME is, where it comes from, and its config schema."""
+    sections = {"data": DataConfig, "train": TrainConfig}
+    if name in sections:
+        console.print(_schema_table(sections[name], f"the {name} section of a run config"))
+        return
     registry = _registry(plugin)
     entries = [e for e in registry.entries() if e.name == name]
     if not entries:

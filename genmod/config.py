@@ -66,6 +66,16 @@ class VAEConfig(ModelConfig):
         ComponentRef(name="bernoulli"), description="Registered likelihood p(x|z), by name."
     )
     beta: float = Field(1.0, gt=0, description="Weight of the KL term in the training loss.")
+    kl_warmup_epochs: NonNegativeInt = Field(
+        0, description="KL warm-up: the KL weight grows linearly from 0 to beta over this many epochs."
+    )
+    free_bits: float = Field(
+        0.0, ge=0, description="Free bits: a floor, in nats, on the batch-mean KL of each latent group."
+    )
+
+    def vae_options(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`genmod.VAE` this config sets."""
+        return {"beta": self.beta, "kl_warmup_epochs": self.kl_warmup_epochs, "free_bits": self.free_bits}
 
 
 class DataConfig(_Strict):
@@ -76,6 +86,12 @@ class DataConfig(_Strict):
         "folder the dataset is downloaded into.",
     )
     limit: int | None = Field(None, ge=1, description="Train on the first N images only.")
+    validation: NonNegativeInt = Field(
+        0,
+        description="Hold out this many training images (a fixed random choice, the same in every "
+        "run) as a validation set: reported every epoch, and what early stopping and the plateau "
+        "schedule watch. The literature's MNIST recipes use 10000.",
+    )
     binarize: Literal["none", "dynamic", "static"] = Field(
         "none",
         description="none: grey levels as they are; dynamic: a fresh Bernoulli draw of each training "
@@ -85,13 +101,48 @@ class DataConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(30, ge=1, description="Epochs to train (early stopping may end sooner).")
     batch_size: int = Field(100, ge=1)
-    lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    optimizer: Literal["adam", "adamw", "adamax"] = Field(
+        "adam", description="torch.optim's Adam, AdamW or Adamax."
+    )
+    lr: float = Field(1e-3, gt=0, description="Learning rate.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="The optimizer's moment decay rates.")
+    weight_decay: float = Field(0.0, ge=0, description="Weight decay (decoupled for adamw).")
+    schedule: Literal["constant", "step", "exponential", "cosine", "plateau"] = Field(
+        "constant",
+        description="Learning-rate schedule, stepped once per epoch: step (x lr_gamma every "
+        "lr_step_size epochs; implied by lr_step_size alone), exponential (x lr_gamma every epoch), "
+        "cosine (to lr_min at the last epoch), plateau (x lr_gamma after more than lr_patience "
+        "epochs without a better validation -ELBO; needs data.validation).",
+    )
     lr_step_size: int | None = Field(
         None, ge=1, description="Multiply the learning rate by lr_gamma every this many epochs."
     )
-    lr_gamma: float = Field(0.1, gt=0, le=1)
+    lr_gamma: float = Field(
+        0.1, gt=0, le=1, description="The factor of the step, exponential and plateau schedules."
+    )
+    lr_patience: NonNegativeInt = Field(
+        10, description="Epochs without improvement before plateau lowers the rate."
+    )
+    lr_min: float = Field(0.0, ge=0, description="The lowest rate of the cosine and plateau schedules.")
+    lr_warmup_epochs: NonNegativeInt = Field(
+        0, description="Linear learning-rate warm-up from lr/(N+1) to lr over the first N epochs."
+    )
+    clip_grad_norm: float | None = Field(
+        None, gt=0, description="Rescale gradients whose total norm exceeds this."
+    )
+    skip_updates_above: float | None = Field(
+        None,
+        gt=0,
+        description="Skip (do not apply) an update whose gradient norm is above this or not finite; "
+        "skipped updates are counted in metrics.jsonl.",
+    )
+    early_stopping: int | None = Field(
+        None,
+        ge=1,
+        description="Stop when the validation -ELBO has not improved for this many epochs (needs data.validation).",
+    )
     seed: int = 0
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
     eval_batch_size: int = Field(1000, ge=1)
@@ -111,6 +162,23 @@ class RunConfig(_Strict):
     model: SerializeAsAny[ModelConfig]
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _schedule_needs(self) -> RunConfig:
+        train = self.train
+        if train.schedule == "constant" and train.lr_step_size is not None:
+            # lr_step_size alone has always meant the step schedule.
+            object.__setattr__(train, "schedule", "step")
+        if train.schedule == "step" and train.lr_step_size is None:
+            raise ValueError("train.schedule step needs train.lr_step_size")
+        needs_validation = {
+            "early stopping": train.early_stopping,
+            "the plateau schedule": train.schedule == "plateau",
+        }
+        for what, used in needs_validation.items():
+            if used and not self.data.validation:
+                raise ValueError(f"{what} watches the validation -ELBO: set data.validation (e.g. 10000)")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

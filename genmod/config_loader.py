@@ -85,6 +85,8 @@ def _field_names(schema: type[BaseModel], loc: Sequence[Any]) -> list[str]:
 
 def _describe(error: Mapping[str, Any], schema: type[BaseModel], prefix: str = "") -> str:
     loc = [str(p) for p in error["loc"]]
+    if not loc:  # a check across sections: its message names the keys
+        return str(error["msg"]).removeprefix("Value error, ")
     full = [prefix, *loc] if prefix else loc
     key = ".".join(full) or "config"
     if error["type"] == "extra_forbidden":

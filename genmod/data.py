@@ -21,7 +21,8 @@ DATA_DIR_ENV = "GENMOD_DATA_DIR"
 
 
 # Binarized evaluation sets are drawn with this seed whatever the run's seed, so that the
-# test set is the same 0/1 images in every run and NLLs are comparable.
+# test set is the same 0/1 images in every run and NLLs are comparable; the validation images
+# are chosen with it too, so every run holds out the same ones.
 BINARIZE_SEED = 0
 
 
@@ -29,6 +30,8 @@ BINARIZE_SEED = 0
 class Data:
     train: torch.Tensor
     test: torch.Tensor
+    validation: torch.Tensor | None = None
+    """``data.validation`` images held out of the training set."""
     dynamic_binarization: bool = False
     """Whether each training batch must be binarized afresh (``data.binarize: dynamic``)."""
 
@@ -66,6 +69,18 @@ def load_data(spec: DatasetSpec, config: DataConfig, device: torch.device) -> Da
                 f"dataset '{spec.name}' is not in {root} and downloading it failed ({reason}): {where}"
             ) from None
         raise DataError(f"cannot read dataset '{spec.name}' from {root}: {reason}") from None
+    validation = None
+    if config.validation:
+        if config.validation >= len(train):
+            raise DataError(
+                f"data.validation = {config.validation} leaves no training images of the {len(train)} "
+                f"of '{spec.name}'; lower it"
+            )
+        chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(BINARIZE_SEED))
+        validation, train = (
+            train[chosen[: config.validation]],
+            train[chosen[config.validation :].sort().values],
+        )
     if config.limit is not None:
         if config.limit > len(train):
             raise DataError(
@@ -75,6 +90,12 @@ def load_data(spec: DatasetSpec, config: DataConfig, device: torch.device) -> Da
         train = train[: config.limit]
     if config.binarize != "none":
         test = binarize_once(test)
+        validation = None if validation is None else binarize_once(validation)
     if config.binarize == "static":
         train = binarize_once(train)
-    return Data(train.to(device), test.to(device), dynamic_binarization=config.binarize == "dynamic")
+    return Data(
+        train.to(device),
+        test.to(device),
+        validation=None if validation is None else validation.to(device),
+        dynamic_binarization=config.binarize == "dynamic",
+    )

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from genmod.elbo import log_mean_exp
-from genmod.vae import VAE
+from genmod.model import GenerativeModel
 
 # Latents decoded at once: bounds the evaluator's working memory (about 0.3 GB for the
 # reference MLP) whatever k and the number of images.
@@ -59,7 +59,9 @@ def _mean_and_se(values: Tensor) -> tuple[float, float]:
 
 
 @torch.inference_mode()
-def importance_sampled_nll(model: VAE, images: Tensor, k: int, max_rows: int = MAX_ROWS) -> NLLResult:
+def importance_sampled_nll(
+    model: GenerativeModel, images: Tensor, k: int, max_rows: int = MAX_ROWS
+) -> NLLResult:
     """``-log p(x) ≈ -log (1/k) Σ p(x, z_i)/q(z_i|x)`` for every image, vectorised over samples
     and images in chunks of at most ``max_rows`` latents.
 

@@ -15,8 +15,8 @@ from torch import nn
 
 from genmod import hookspecs
 from genmod.components import Decoder, Encoder, Likelihood, Prior
+from genmod.model import GenerativeModel
 from genmod.specs import ComponentSpec, DatasetSpec, ModelSpec
-from genmod.vae import VAE
 
 KindName = Literal["model", "encoder", "decoder", "prior", "likelihood", "dataset"]
 
@@ -42,7 +42,7 @@ KINDS: tuple[Kind, ...] = (
         plural="models",
         hook=hookspecs.register_models.__name__,
         spec=ModelSpec,
-        base=VAE,
+        base=GenerativeModel,
         description="a whole model with its config class and recipe",
     ),
     Kind(

@@ -13,9 +13,6 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict
 
-# The named per-image terms of the negative ELBO, in the order the training loop sums them.
-TERMS = ("reconstruction", "kl")
-
 
 class SplitMetrics(BaseModel):
     """Per-image means over one split, in nats."""
@@ -23,15 +20,16 @@ class SplitMetrics(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     loss: float
-    """The negative ELBO (unweighted, whatever the training objective)."""
+    """The model's bound on -log p(x): the negative ELBO for a VAE (unweighted, whatever the
+    training objective)."""
     terms: dict[str, float]
-    """Its named parts, e.g. ``reconstruction`` and ``kl``."""
+    """Its named parts (the model's ``terms``), e.g. ``reconstruction`` and ``kl``."""
 
     @classmethod
-    def from_totals(cls, totals: torch.Tensor) -> SplitMetrics:
-        """From sums of (-ELBO, *TERMS, images)."""
+    def from_totals(cls, totals: torch.Tensor, names: Sequence[str]) -> SplitMetrics:
+        """From sums of (bound, *terms named ``names``, images)."""
         loss, *terms = (totals[:-1] / totals[-1]).tolist()
-        return cls(loss=loss, terms=dict(zip(TERMS, terms, strict=True)))
+        return cls(loss=loss, terms=dict(zip(names, terms, strict=True)))
 
 
 class EpochRecord(BaseModel):
@@ -41,11 +39,16 @@ class EpochRecord(BaseModel):
 
     epoch: int
     train: SplitMetrics
+    validation: SplitMetrics | None = None
+    """With ``data.validation``: what early stopping, the plateau schedule and the best checkpoint use."""
     test: SplitMetrics
+    """Reported only: the test set never chooses anything."""
     lr: float
     """The learning rate the epoch was trained with."""
     seconds: float
-    """Wall time of the epoch: training, evaluation, sample grid and checkpoint."""
+    """Wall time of the epoch: training and evaluation."""
+    skipped: int = 0
+    """Updates skipped by ``train.skip_updates_above``."""
 
 
 def write_metrics(history: Sequence[EpochRecord], path: Path) -> None:

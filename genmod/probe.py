@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from genmod.errors import PluginError
+from genmod.model import Bound, GenerativeModel
 from genmod.vae import VAE
 
 
@@ -40,70 +41,116 @@ class _Probe:
 
 
 @torch.no_grad()
-def probe_model(model: VAE, x: Tensor, model_name: str, origin: Callable[[nn.Module], str]) -> None:
-    """Run ``x`` (a couple of real images) through every part and check the shapes.
-
-    ``origin(part)`` names the plugin a part came from, for the error message.
-    """
+def probe_model(
+    model: GenerativeModel, x: Tensor, model_name: str, origin: Callable[[nn.Module], str]
+) -> None:
+    """Run ``x`` (a couple of real images) through the model, and through every part of a
+    VAE, and check what comes back. ``origin(part)`` names the plugin a part came from."""
     p = _Probe(model_name, origin)
-    n = len(x)
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        q = p.call(model.encoder, "encoder", model.encoder, x)
+        if isinstance(model, VAE):
+            _probe_vae_parts(p, model, x)
+        _probe_contract(p, model, x)
+
+
+def _probe_contract(p: _Probe, model: GenerativeModel, x: Tensor) -> None:
+    n = len(x)
+    result = p.call(model, "model", model.loss, x)
+    ok = isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], Bound)
+    p.expect(ok, model, "model", "loss(x) did not return (objective, genmod.Bound)")
+    objective, bound = result
+    p.expect(
+        isinstance(objective, Tensor) and objective.dim() == 0,
+        model,
+        "model",
+        "loss(x) returned an objective that is not a scalar tensor",
+    )
+    p.expect(
+        bound.value.shape == (n,),
+        model,
+        "model",
+        f"bound has shape {tuple(bound.value.shape)}; expected ({n},)",
+    )
+    p.expect(
+        tuple(bound.terms) == model.terms,
+        model,
+        "model",
+        f"bound's terms are {tuple(bound.terms)}; its class declares terms = {model.terms}",
+    )
+    for name, term in bound.terms.items():
         p.expect(
-            isinstance(q, Distribution),
-            model.encoder,
-            "encoder",
-            f"returned a {type(q).__name__}, not a torch.distributions.Distribution",
+            term.shape == (n,),
+            model,
+            "model",
+            f"term '{name}' has shape {tuple(term.shape)}; expected ({n},)",
         )
-        p.expect(
-            q.batch_shape == (n,) and len(q.event_shape) == 1,
-            model.encoder,
-            "encoder",
-            f"returned batch shape {tuple(q.batch_shape)} and event shape {tuple(q.event_shape)}; "
-            f"expected ({n},) and (latent_dim,)",
-        )
-        z = p.call(model.encoder, "encoder", q.rsample)
-        params = p.call(model.decoder, "decoder", model.decoder, z)
-        p.expect(
-            isinstance(params, Tensor) and params.shape == x.shape,
-            model.decoder,
-            "decoder",
-            f"returned {tuple(getattr(params, 'shape', ())) or type(params).__name__}; expected a tensor "
-            f"of the data's shape {tuple(x.shape)}",
-        )
-        px = p.call(model.likelihood, "likelihood", model.likelihood, params)
-        p.expect(
-            isinstance(px, Distribution),
-            model.likelihood,
-            "likelihood",
-            f"returned a {type(px).__name__}, not a torch.distributions.Distribution",
-        )
-        log_px = p.call(model.likelihood, "likelihood", px.log_prob, x)
-        p.expect(
-            log_px.shape == (n,),
-            model.likelihood,
-            "likelihood",
-            f"log_prob has shape {tuple(log_px.shape)}; expected ({n},), one value per image "
-            "(sum over the data dimensions, e.g. with Independent)",
-        )
-        mean = p.call(model.likelihood, "likelihood", model.likelihood.mean, params)
-        p.expect(
-            mean.shape == x.shape,
-            model.likelihood,
-            "likelihood",
-            f"mean has shape {tuple(mean.shape)}; expected the data's {tuple(x.shape)}",
-        )
-        samples = p.call(model.prior, "prior", model.prior.sample, 3)
-        p.expect(
-            samples.shape == (3, *q.event_shape),
-            model.prior,
-            "prior",
-            f"sample(3) has shape {tuple(samples.shape)}; expected {(3, *q.event_shape)}",
-        )
-        log_pz = p.call(model.prior, "prior", model.prior.log_prob, z)
-        p.expect(
-            log_pz.shape == (n,),
-            model.prior,
-            "prior",
-            f"log_prob has shape {tuple(log_pz.shape)}; expected ({n},)",
-        )
+    samples = p.call(model, "model", model.sample, 2)
+    p.expect(
+        isinstance(samples, Tensor) and samples.shape == (2, *x.shape[1:]),
+        model,
+        "model",
+        f"sample(2) returned {tuple(getattr(samples, 'shape', ()))}; expected {(2, *x.shape[1:])}",
+    )
+
+
+def _probe_vae_parts(p: _Probe, model: VAE, x: Tensor) -> None:
+    n = len(x)
+    q = p.call(model.encoder, "encoder", model.encoder, x)
+    p.expect(
+        isinstance(q, Distribution),
+        model.encoder,
+        "encoder",
+        f"returned a {type(q).__name__}, not a torch.distributions.Distribution",
+    )
+    p.expect(
+        q.batch_shape == (n,) and len(q.event_shape) == 1,
+        model.encoder,
+        "encoder",
+        f"returned batch shape {tuple(q.batch_shape)} and event shape {tuple(q.event_shape)}; "
+        f"expected ({n},) and (latent_dim,)",
+    )
+    z = p.call(model.encoder, "encoder", q.rsample)
+    params = p.call(model.decoder, "decoder", model.decoder, z)
+    p.expect(
+        isinstance(params, Tensor) and params.shape == x.shape,
+        model.decoder,
+        "decoder",
+        f"returned {tuple(getattr(params, 'shape', ())) or type(params).__name__}; expected a tensor "
+        f"of the data's shape {tuple(x.shape)}",
+    )
+    px = p.call(model.likelihood, "likelihood", model.likelihood, params)
+    p.expect(
+        isinstance(px, Distribution),
+        model.likelihood,
+        "likelihood",
+        f"returned a {type(px).__name__}, not a torch.distributions.Distribution",
+    )
+    log_px = p.call(model.likelihood, "likelihood", px.log_prob, x)
+    p.expect(
+        log_px.shape == (n,),
+        model.likelihood,
+        "likelihood",
+        f"log_prob has shape {tuple(log_px.shape)}; expected ({n},), one value per image "
+        "(sum over the data dimensions, e.g. with Independent)",
+    )
+    mean = p.call(model.likelihood, "likelihood", model.likelihood.mean, params)
+    p.expect(
+        mean.shape == x.shape,
+        model.likelihood,
+        "likelihood",
+        f"mean has shape {tuple(mean.shape)}; expected the data's {tuple(x.shape)}",
+    )
+    samples = p.call(model.prior, "prior", model.prior.sample, 3)
+    p.expect(
+        samples.shape == (3, *q.event_shape),
+        model.prior,
+        "prior",
+        f"sample(3) has shape {tuple(samples.shape)}; expected {(3, *q.event_shape)}",
+    )
+    log_pz = p.call(model.prior, "prior", model.prior.log_prob, z)
+    p.expect(
+        log_pz.shape == (n,),
+        model.prior,
+        "prior",
+        f"log_prob has shape {tuple(log_pz.shape)}; expected ({n},)",
+    )

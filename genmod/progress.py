@@ -48,26 +48,34 @@ class RunReporter:
 
     def epoch_done(self, record: EpochRecord, epochs: int) -> None:
         self._progress.remove_task(self._task)
+        validation = "" if record.validation is None else f"  val {record.validation.loss:7.2f}"
+        skipped = f"  {record.skipped} skipped" if record.skipped else ""
         self.console.print(
-            f"epoch {record.epoch:>3}/{epochs}  train -ELBO {record.train.loss:8.2f}  "
-            f"test -ELBO {record.test.loss:8.2f}  KL {record.test.terms['kl']:6.2f}  "
-            f"lr {record.lr:.0e}  {record.seconds:6.1f}s",
+            f"epoch {record.epoch:>3}/{epochs}  -ELBO train {record.train.loss:7.2f}{validation}  "
+            f"test {record.test.loss:7.2f}  lr {record.lr:.0e}  {record.seconds:5.1f}s{skipped}",
             soft_wrap=True,
+            highlight=False,
         )
+
+    def note(self, text: str) -> None:
+        self.console.print(text, highlight=False)
 
     def stop(self) -> None:
         self._progress.stop()
 
     def summary(self, history: list[EpochRecord], out_dir: Path) -> None:
         last = history[-1]
-        best = min(history, key=lambda record: record.test.loss)
         table = Table(title="Run summary", show_header=False)
         table.add_column(style="bold")
         table.add_column()
         table.add_row("epochs", str(last.epoch))
         table.add_row("train -ELBO (nats/image)", f"{last.train.loss:.2f}")
+        if last.validation is not None:
+            best = min(history, key=lambda record: record.validation.loss if record.validation else 0.0)
+            assert best.validation is not None
+            table.add_row("validation -ELBO", f"{last.validation.loss:.2f}")
+            table.add_row("best validation -ELBO", f"{best.validation.loss:.2f} (epoch {best.epoch})")
         table.add_row("test -ELBO (nats/image)", f"{last.test.loss:.2f}")
-        table.add_row("best test -ELBO", f"{best.test.loss:.2f} (epoch {best.epoch})")
         for name, value in last.test.terms.items():
             table.add_row(f"test {name}", f"{value:.2f}")
         table.add_row("training time", f"{sum(record.seconds for record in history):.1f} s")

@@ -118,7 +118,7 @@ class {cls}Config(VAEConfig):
 def build_model(config: {cls}Config, context: ModelContext) -> VAE:
     encoder = {cls}Encoder(math.prod(context.data_shape), config.hidden, config.latent_dim)
     decoder = {cls}Decoder(config.latent_dim, config.hidden, context.data_shape)
-    return VAE(encoder, decoder, context.prior(config, encoder), context.likelihood(config), beta=config.beta)
+    return VAE(encoder, decoder, context.prior(config, encoder), context.likelihood(config), **config.vae_options())
 
 
 def build_prior(options: {cls}PriorOptions, context: ComponentContext) -> {cls}Prior:

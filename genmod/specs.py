@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from genmod.components import Encoder, Likelihood, Prior
     from genmod.config import ComponentRef, ModelConfig, VAEConfig
-    from genmod.vae import VAE
+    from genmod.model import GenerativeModel
 
 ComponentKind = Literal["encoder", "decoder", "prior", "likelihood"]
 
@@ -65,7 +65,7 @@ class ModelSpec:
 
     name: str
     config: type[ModelConfig]
-    build: Callable[[Any, ModelContext], VAE]
+    build: Callable[[Any, ModelContext], GenerativeModel]
     recipe: Path | None = None
     description: str = ""
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from genmod.errors import TrainingError
+from genmod.model import GenerativeModel, TrainingProgress
 
 # How many steps pass between reads of the loss on the host: each read is a device sync.
 REPORT_EVERY = 20
@@ -20,20 +22,47 @@ class EpochPosition:
 
     order_state: Tensor
     """The data-order generator's state at the start of the epoch."""
+    totals: Tensor
+    """Sums of (bound, *terms, images) over this process's share of the steps done
+    (read by ``metrics.SplitMetrics.from_totals``)."""
     step: int = 0
     """Global batches done."""
-    totals: Tensor = field(default_factory=lambda: torch.zeros(4))
-    """Sums of (-ELBO, reconstruction, KL, images) over this process's share of them
-    (read by ``metrics.SplitMetrics.from_totals``)."""
+    skipped: int = 0
+    """Updates skipped for a gradient norm above ``train.skip_updates_above`` or not finite."""
+
+
+@dataclass(frozen=True)
+class UpdateRules:
+    """How gradients become updates: ``train.clip_grad_norm`` and ``train.skip_updates_above``."""
+
+    clip_grad_norm: float | None = None
+    skip_above: float | None = None
+
+    def apply(self, parameters: Sequence[torch.nn.Parameter]) -> bool:
+        """Clip the gradients in place; return False when the update must be skipped."""
+        if self.clip_grad_norm is None and self.skip_above is None:
+            return True
+        norm = torch.nn.utils.clip_grad_norm_(parameters, self.clip_grad_norm or math.inf)
+        if self.skip_above is None:
+            return True
+        return bool(torch.isfinite(norm)) and float(norm) <= self.skip_above
+
+
+def unwrapped(model: torch.nn.Module) -> GenerativeModel:
+    """The model itself, under a DistributedDataParallel wrapper if there is one."""
+    return getattr(model, "module", model)
 
 
 def _summed_terms(model: torch.nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """The objective for ``x`` and the sums of (-ELBO, reconstruction, KL, images), detached."""
-    loss, terms = model(x)
+    """The objective for ``x`` and the sums of (bound, *terms, images), detached."""
+    loss, bound = model(x)
     count = torch.tensor(float(len(x)), device=x.device)
-    return loss, torch.stack(
-        (terms.negative_elbo.sum(), terms.reconstruction.sum(), terms.kl.sum(), count)
-    ).detach()
+    terms = [bound.terms[name].sum() for name in unwrapped(model).terms]
+    return loss, torch.stack((bound.value.sum(), *terms, count)).detach()
+
+
+def new_totals(model: torch.nn.Module, device: torch.device | str = "cpu") -> Tensor:
+    return torch.zeros(len(unwrapped(model).terms) + 2, device=device)
 
 
 def train_epoch(
@@ -45,6 +74,7 @@ def train_epoch(
     epoch: int,
     position: EpochPosition | None = None,
     *,
+    rules: UpdateRules = UpdateRules(),
     on_progress: Callable[[int, float], None] = lambda steps, loss: None,
     binarize: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
@@ -54,30 +84,39 @@ def train_epoch(
 
     Returns the position reached: the whole epoch, or the step after which ``should_stop()``
     said to stop. With ``binarize`` each batch is a fresh Bernoulli draw of its pixels; with
-    ``shard=(rank, world)`` this process takes its slice of every global batch.
-    ``on_progress(steps_done, recent_loss)`` is called every :data:`REPORT_EVERY` steps. A
-    non-finite loss raises :class:`TrainingError` naming the epoch and step, before the
-    corrupted parameters can be checkpointed.
+    ``shard=(rank, world)`` this process takes its slice of every global batch. Before each
+    step the model's :attr:`~genmod.GenerativeModel.progress` is set, so schedules inside the
+    model (KL warm-up) follow the checkpointed position. ``on_progress(steps_done,
+    recent_loss)`` is called every :data:`REPORT_EVERY` steps. A non-finite loss raises
+    :class:`TrainingError` naming the epoch and step, before the corrupted parameters can be
+    checkpointed; with ``rules.skip_above`` set, a step with a non-finite gradient is skipped
+    instead.
     """
     model.train()
+    target = unwrapped(model)
     if position is None:
-        position = EpochPosition(generator.get_state())
+        position = EpochPosition(generator.get_state(), new_totals(model))
     generator.set_state(position.order_state)
     order = torch.randperm(len(images), generator=generator).to(images.device)
     position.totals = position.totals.to(images.device)
+    parameters = [p for p in model.parameters() if p.requires_grad]
     rank, world = shard
     batches = order.split(batch_size)
     recent: list[Tensor] = []
     for step in range(position.step + 1, len(batches) + 1):
         index = batches[step - 1]
         if len(index) >= world:  # a last batch too small to give every process a share is left out
+            target.progress = TrainingProgress(epoch=epoch, step=step - 1, steps_per_epoch=len(batches))
             x = images[index.tensor_split(world)[rank]]
             loss, sums = _summed_terms(model, torch.bernoulli(x) if binarize else x)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
-            position.totals += sums
-            recent.append(loss.detach())
+            if rules.apply(parameters):
+                optimizer.step()
+                position.totals += sums
+                recent.append(loss.detach())
+            else:
+                position.skipped += 1
         position.step = step
         if recent and (step % REPORT_EVERY == 0 or step == len(batches)):
             _check_finite(recent, step, epoch)
@@ -107,9 +146,9 @@ def steps_in_epoch(images: int, batch_size: int) -> int:
 
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, images: Tensor, batch_size: int) -> Tensor:
-    """Sums of (-ELBO, reconstruction, KL, images) over ``images``, one posterior sample each."""
+    """Sums of (bound, *terms, images) over ``images``, one posterior sample each."""
     model.eval()
-    totals = torch.zeros(4, device=images.device)
+    totals = new_totals(model, images.device)
     for x in images.split(batch_size):
         totals += _summed_terms(model, x)[1]
     return totals

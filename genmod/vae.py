@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+from torch.distributions import Distribution, TransformedDistribution
 
 from genmod.components import Decoder, Encoder, Likelihood, Prior
 from genmod.elbo import ELBOTerms, kl_term, log_mean_exp
+from genmod.model import Bound, GenerativeModel
 
 
-class VAE(nn.Module):
+class VAE(GenerativeModel):
     """p(x, z) = p(z) p(x|z) with amortized posterior q(z|x).
 
-    ``beta`` weights the KL term of the training objective (``beta = 1`` is the ELBO); the
-    reported ELBO terms are always unweighted.
+    The training objective is ``reconstruction + w * max(KL, free_bits)`` averaged over the
+    batch, where ``w`` is ``beta`` ramped up linearly from 0 over the first
+    ``kl_warmup_epochs`` epochs (KL warm-up) and the floor applies to the batch-mean KL (free
+    bits, for this model's one latent group). The reported bound is always the unweighted
+    negative ELBO.
     """
+
+    terms = ("reconstruction", "kl")
 
     def __init__(
         self,
@@ -24,6 +31,8 @@ class VAE(nn.Module):
         likelihood: Likelihood,
         *,
         beta: float = 1.0,
+        kl_warmup_epochs: int = 0,
+        free_bits: float = 0.0,
     ) -> None:
         super().__init__()
         for part, cls in ((encoder, Encoder), (decoder, Decoder), (prior, Prior), (likelihood, Likelihood)):
@@ -34,6 +43,8 @@ class VAE(nn.Module):
         self.prior = prior
         self.likelihood = likelihood
         self.beta = beta
+        self.kl_warmup_epochs = kl_warmup_epochs
+        self.free_bits = free_bits
 
     def elbo(self, x: Tensor) -> ELBOTerms:
         """The negative ELBO's terms per example, from one posterior sample each."""
@@ -42,14 +53,18 @@ class VAE(nn.Module):
         reconstruction = -self.likelihood(self.decoder(z)).log_prob(x)
         return ELBOTerms(reconstruction=reconstruction, kl=kl_term(posterior, self.prior.distribution(), z))
 
-    def loss(self, x: Tensor) -> tuple[Tensor, ELBOTerms]:
-        """The training objective averaged over the batch, and the ELBO terms behind it."""
-        terms = self.elbo(x)
-        return (terms.reconstruction + self.beta * terms.kl).mean(), terms
+    def kl_weight(self) -> float:
+        """``beta``, ramped up from 0 during the warm-up epochs (read from :attr:`progress`)."""
+        return self.beta * self.progress.ramp(self.kl_warmup_epochs)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, ELBOTerms]:
-        """The training objective; ``forward`` so that wrappers such as DDP see the call."""
-        return self.loss(x)
+    def loss(self, x: Tensor) -> tuple[Tensor, Bound]:
+        terms = self.elbo(x)
+        kl = terms.kl.mean()
+        if self.free_bits:
+            kl = torch.clamp(kl, min=self.free_bits)
+        objective = terms.reconstruction.mean() + self.kl_weight() * kl
+        bound = Bound(terms.negative_elbo, {"reconstruction": terms.reconstruction, "kl": terms.kl})
+        return objective, bound
 
     def log_importance_weights(self, x: Tensor, k: int, chunk_size: int = 500) -> Tensor:
         """``log p(x, z_i) - log q(z_i|x)`` for ``k`` posterior samples per example, shape ``(k, batch)``.
@@ -78,5 +93,18 @@ class VAE(nn.Module):
         return self.likelihood.mean(self.decoder(z))
 
     def reconstruct(self, x: Tensor) -> Tensor:
-        """Decode the posterior mean of each image."""
-        return self.decode(self.encoder(x).mean)
+        """Decode the posterior's center for each image: its mean, or for a flow posterior
+        (whose mean has no closed form) its base distribution's mean pushed through the flow."""
+        return self.decode(_center(self.encoder(x)))
+
+
+def _center(posterior: Distribution) -> Tensor:
+    try:
+        return posterior.mean
+    except NotImplementedError:
+        if not isinstance(posterior, TransformedDistribution):
+            raise
+        z = _center(posterior.base_dist)
+        for transform in posterior.transforms:
+            z = transform(z)
+        return z

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from importlib.resources import files
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import Tensor, nn
@@ -31,18 +32,28 @@ from genmod import (
 RECIPE = Path(str(files(__name__) / "mlp-vae.yaml"))
 
 
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers with ReLU between and after them."""
+Activation = Literal["relu", "tanh"]
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def _mlp(sizes: list[int], activation: Activation = "relu") -> nn.Sequential:
+    """Linear layers with the activation between and after them."""
     layers: list[nn.Module] = []
     for n_in, n_out in zip(sizes, sizes[1:], strict=False):
-        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+        layers += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
     return nn.Sequential(*layers)
 
 
 class MLPEncoder(Encoder):
-    def __init__(self, data_shape: tuple[int, ...], hidden_dims: list[int], latent_dim: int) -> None:
+    def __init__(
+        self,
+        data_shape: tuple[int, ...],
+        hidden_dims: list[int],
+        latent_dim: int,
+        activation: Activation = "relu",
+    ) -> None:
         super().__init__()
-        self.body = _mlp([math.prod(data_shape), *hidden_dims])
+        self.body = _mlp([math.prod(data_shape), *hidden_dims], activation)
         self.head = nn.Linear(hidden_dims[-1], 2 * latent_dim)
 
     def forward(self, x: Tensor) -> Distribution:
@@ -51,10 +62,16 @@ class MLPEncoder(Encoder):
 
 
 class MLPDecoder(Decoder):
-    def __init__(self, latent_dim: int, hidden_dims: list[int], data_shape: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden_dims: list[int],
+        data_shape: tuple[int, ...],
+        activation: Activation = "relu",
+    ) -> None:
         super().__init__()
         self.data_shape = data_shape
-        self.body = _mlp([latent_dim, *hidden_dims])
+        self.body = _mlp([latent_dim, *hidden_dims], activation)
         self.head = nn.Linear(hidden_dims[-1], math.prod(data_shape))
 
     def forward(self, z: Tensor) -> Tensor:
@@ -66,19 +83,23 @@ class MLPOptions(BaseModel):
     hidden_dims: list[PositiveInt] = Field(
         [400, 400], min_length=1, description="Widths of the hidden layers."
     )
+    activation: Activation = Field("relu", description="relu or tanh (the IWAE paper's).")
 
 
 class MLPVAEConfig(VAEConfig):
     hidden_dims: list[PositiveInt] = Field(
         [400, 400], min_length=1, description="Hidden layer widths of the encoder (mirrored in the decoder)."
     )
+    activation: Activation = Field("relu", description="relu or tanh (the IWAE paper's).")
 
 
 def build_mlp_vae(config: MLPVAEConfig, context: ModelContext) -> VAE:
     shape = context.data_shape
-    encoder = MLPEncoder(shape, config.hidden_dims, config.latent_dim)
-    decoder = MLPDecoder(config.latent_dim, config.hidden_dims, shape)
-    return VAE(encoder, decoder, context.prior(config, encoder), context.likelihood(config), beta=config.beta)
+    encoder = MLPEncoder(shape, config.hidden_dims, config.latent_dim, config.activation)
+    decoder = MLPDecoder(config.latent_dim, config.hidden_dims, shape, config.activation)
+    return VAE(
+        encoder, decoder, context.prior(config, encoder), context.likelihood(config), **config.vae_options()
+    )
 
 
 @hookimpl
@@ -97,7 +118,7 @@ def register_models(register):
 @hookimpl
 def register_encoders(register):
     def build(options: MLPOptions, context: ComponentContext) -> MLPEncoder:
-        return MLPEncoder(context.data_shape, options.hidden_dims, context.latent_dim)
+        return MLPEncoder(context.data_shape, options.hidden_dims, context.latent_dim, options.activation)
 
     register(
         ComponentSpec(
@@ -109,7 +130,7 @@ def register_encoders(register):
 @hookimpl
 def register_decoders(register):
     def build(options: MLPOptions, context: ComponentContext) -> MLPDecoder:
-        return MLPDecoder(context.latent_dim, options.hidden_dims, context.data_shape)
+        return MLPDecoder(context.latent_dim, options.hidden_dims, context.data_shape, options.activation)
 
     register(
         ComponentSpec(

@@ -10,7 +10,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from genmod import ComponentSpec, ModelSpec, NoOptions, hookimpl
-from genmod_zoo import conv, likelihoods, models, priors
+from genmod_zoo import conv, flows, gated, hvae, likelihoods, models, priors
 
 
 def _recipe(name: str) -> Path:
@@ -67,6 +67,22 @@ def register_encoders(register):
             description="Two stride-2 convolutions for C×28×28 images.",
         )
     )
+    register(
+        ComponentSpec(
+            name="gated-mlp",
+            build=gated.make_encoder,
+            options=gated.GatedOptions,
+            description="Gated dense layers to a diagonal Gaussian (VampPrior paper).",
+        )
+    )
+    register(
+        ComponentSpec(
+            name="iaf",
+            build=flows.make_encoder,
+            options=flows.IAFOptions,
+            description="Gaussian pushed through inverse autoregressive flow steps (Monte Carlo KL).",
+        )
+    )
 
 
 @hookimpl
@@ -77,6 +93,14 @@ def register_decoders(register):
             build=conv.make_decoder,
             options=conv.ConvOptions,
             description="Two stride-2 transposed convolutions to C×28×28.",
+        )
+    )
+    register(
+        ComponentSpec(
+            name="gated-mlp",
+            build=gated.make_decoder,
+            options=gated.GatedOptions,
+            description="Gated dense layers from z to per-pixel parameters (VampPrior paper).",
         )
     )
 
@@ -108,5 +132,14 @@ def register_models(register):
             build=models.build_vae,
             recipe=_recipe("conv-vae"),
             description="Convolutional encoder/decoder VAE for 1×28×28 images.",
+        )
+    )
+    register(
+        ModelSpec(
+            name="hvae",
+            config=hvae.HVAEConfig,
+            build=hvae.build_hvae,
+            recipe=_recipe("hvae"),
+            description="Two stochastic layers, p(z2) p(z1|z2) p(x|z1,z2), gated layers (Tomczak & Welling).",
         )
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from genmod import VAE, ComponentRef, ELBOTerms, ModelContext, VAEConfig, log_mean_exp
+from genmod import VAE, Bound, ComponentRef, ModelContext, VAEConfig, log_mean_exp
 
 
 class ComposedVAEConfig(VAEConfig):
@@ -23,29 +23,29 @@ class IWAEConfig(ComposedVAEConfig):
 
     @model_validator(mode="after")
     def _unweighted(self) -> IWAEConfig:
-        if self.beta != 1.0:
-            raise ValueError("the IWAE bound has no KL term to weight: leave beta at 1")
+        if self.beta != 1.0 or self.kl_warmup_epochs or self.free_bits:
+            raise ValueError(
+                "the IWAE bound has no KL term to weight, warm up or floor: leave beta, kl_warmup_epochs and free_bits unset"
+            )
         return self
 
 
 class IWAE(VAE):
-    """Trained on the k-sample importance-weighted bound (Burda et al., 2016).
+    """Trained on, and reporting, the k-sample importance-weighted bound (Burda et al., 2016).
 
-    With ``k = 1`` the objective is the single-sample ELBO with a Monte Carlo KL term.
+    The bound has no reconstruction and KL parts; with ``k = 1`` it is the single-sample ELBO
+    with a Monte Carlo KL term.
     """
+
+    terms = ()
 
     def __init__(self, *parts, k: int) -> None:
         super().__init__(*parts)
         self.k = k
 
-    def loss(self, x: Tensor) -> tuple[Tensor, ELBOTerms]:
-        posterior = self.encoder(x)
-        z = posterior.rsample((self.k,))
-        reconstruction = -self.likelihood(self.decoder(z)).log_prob(x)
-        log_ratio = posterior.log_prob(z) - self.prior.log_prob(z)
-        bound = log_mean_exp(-(reconstruction + log_ratio), dim=0)
-        # The reported terms are the plain ELBO's, averaged over the k samples.
-        return -bound.mean(), ELBOTerms(reconstruction=reconstruction.mean(0), kl=log_ratio.mean(0))
+    def loss(self, x: Tensor) -> tuple[Tensor, Bound]:
+        bound = -log_mean_exp(self.log_importance_weights(x, self.k, chunk_size=self.k), dim=0)
+        return bound.mean(), Bound(bound)
 
 
 def _parts(config: ComposedVAEConfig, context: ModelContext):
@@ -55,7 +55,7 @@ def _parts(config: ComposedVAEConfig, context: ModelContext):
 
 
 def build_vae(config: ComposedVAEConfig, context: ModelContext) -> VAE:
-    return VAE(*_parts(config, context), beta=config.beta)
+    return VAE(*_parts(config, context), **config.vae_options())
 
 
 def build_iwae(config: IWAEConfig, context: ModelContext) -> IWAE:

@@ -40,6 +40,10 @@ class MixtureOfGaussiansPrior(Prior):
 class VampOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     pseudo_inputs: int = Field(500, ge=1, description="Number of learned pseudo-inputs K.")
+    init_mean: float = Field(
+        0.5, gt=0, lt=1, description="Mean pixel value of the initial pseudo-inputs (the paper: 0.05)."
+    )
+    init_std: float = Field(0.025, ge=0, description="Their spread (the paper: 0.01).")
 
 
 class VampPrior(Prior):
@@ -49,10 +53,13 @@ class VampPrior(Prior):
     model's own encoder, so the prior moves with it.
     """
 
-    def __init__(self, encoder: Encoder, data_shape: tuple[int, ...], pseudo_inputs: int) -> None:
+    def __init__(
+        self, encoder: Encoder, data_shape: tuple[int, ...], pseudo_inputs: int, mean: float, std: float
+    ) -> None:
         super().__init__()
         self.encoder = encoder
-        self.pseudo_logits = nn.Parameter(0.1 * torch.randn(pseudo_inputs, *data_shape))
+        pixels = (mean + std * torch.randn(pseudo_inputs, *data_shape)).clamp(1e-3, 1 - 1e-3)
+        self.pseudo_logits = nn.Parameter(torch.logit(pixels))
 
     @property
     def pseudo_inputs(self) -> torch.Tensor:
@@ -73,4 +80,6 @@ def make_mixture(options: MixtureOptions, context: ComponentContext) -> MixtureO
 def make_vampprior(options: VampOptions, context: ComponentContext) -> VampPrior:
     if context.encoder is None:
         raise ValueError("the VampPrior needs the model's encoder")
-    return VampPrior(context.encoder, context.data_shape, options.pseudo_inputs)
+    return VampPrior(
+        context.encoder, context.data_shape, options.pseudo_inputs, options.init_mean, options.init_std
+    )

@@ -1,0 +1,102 @@
+"""The contract of any model genmod trains: a per-example bound with named terms.
+
+:class:`GenerativeModel` is what a model plugin's ``build`` returns. The runner, ``genmod
+eval``, ``sample``, ``reconstruct``, ``metrics.jsonl``, the loss plot, ``genmod runs`` and
+the trackers use only this contract, so a model with two stochastic layers, a flow posterior
+or no KL term at all is trained and inspected like the reference VAE.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A per-example upper bound on ``-log p(x)`` in nats, and its named parts.
+
+    ``value`` has shape ``(batch,)``; every entry of ``terms`` has the same shape and their
+    names are the model's :attr:`GenerativeModel.terms`. For a VAE the terms are
+    ``reconstruction`` and ``kl`` and sum to ``value`` (the negative ELBO); an IWAE's bound has
+    no such parts.
+    """
+
+    value: Tensor
+    terms: Mapping[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """Where training is, for models that depend on it (KL warm-up, annealed temperatures).
+
+    The training loop sets :attr:`GenerativeModel.progress` before every step, from the
+    checkpointed epoch and step, so a resumed run sees exactly the values of an uninterrupted
+    one. Outside training (evaluation, sampling) it stays at the last value set.
+    """
+
+    epoch: int = 1
+    """The epoch being trained, from 1."""
+    step: int = 0
+    """Steps done in this epoch."""
+    steps_per_epoch: int = 1
+
+    @property
+    def epochs_done(self) -> float:
+        """Training done so far in epochs, fractional: 0 at the first step, 2.5 halfway through epoch 3."""
+        return self.epoch - 1 + self.step / self.steps_per_epoch
+
+    def ramp(self, epochs: float) -> float:
+        """A linear warm-up from 0 to 1 over the first ``epochs`` epochs (1 if ``epochs`` is 0)."""
+        return min(1.0, self.epochs_done / epochs) if epochs else 1.0
+
+
+class GenerativeModel(nn.Module, metaclass=abc.ABCMeta):
+    """Any model trained on a per-example bound.
+
+    Subclasses implement :meth:`loss` and :meth:`sample`, name their bound's parts in
+    :attr:`terms`, and may implement :meth:`reconstruct` and :meth:`log_importance_weights`
+    (``genmod eval`` needs the latter; models without it are refused in one line).
+    """
+
+    terms: ClassVar[tuple[str, ...]] = ()
+    """The names of :attr:`Bound.terms`, fixed for the model (reported in metrics.jsonl)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.progress = TrainingProgress()
+
+    @abc.abstractmethod
+    def loss(self, x: Tensor) -> tuple[Tensor, Bound]:
+        """The scalar training objective for the batch ``x`` and the bound behind it.
+
+        The objective is what gradients follow (it may weight or floor terms, or use a tighter
+        bound); the :class:`Bound` is what genmod reports, unweighted.
+        """
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Bound]:
+        """The training objective; ``forward`` so that wrappers such as DDP see the call."""
+        return self.loss(x)
+
+    @abc.abstractmethod
+    def sample(self, n: int) -> Tensor:
+        """``n`` images of the data's shape."""
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """``x`` passed through the model (optional)."""
+        raise NotImplementedError(f"{type(self).__name__} does not reconstruct images")
+
+    def log_importance_weights(self, x: Tensor, k: int, chunk_size: int = 500) -> Tensor:
+        """``log p(x, z_i) - log q(z_i|x)`` for ``k`` samples per example, shape ``(k, batch)``
+        (optional; ``genmod eval`` estimates ``log p(x)`` from these)."""
+        raise NotImplementedError(f"{type(self).__name__} has no importance weights")
+
+    @classmethod
+    def can(cls, method: str) -> bool:
+        """Whether the model implements the optional ``method`` (``reconstruct``,
+        ``log_importance_weights``)."""
+        return getattr(cls, method) is not getattr(GenerativeModel, method)
