@@ -1,40 +1,81 @@
 """genmod: a plugin-based framework for deep generative models.
 
-Everything a plugin needs is importable from here; other modules are private.
+Everything a plugin needs is importable from here; other modules are private. Names are
+loaded on first use (PEP 562), so that ``genmod --help`` and ``genmod --version`` start
+without importing torch.
 """
 
-from genmod.components import Decoder, Encoder, Likelihood, Prior, diagonal_gaussian
-from genmod.config import ComponentRef, ModelConfig, VAEConfig
-from genmod.elbo import ELBOTerms, kl_term, log_mean_exp
-from genmod.hookspecs import hookimpl
-from genmod.model import Bound, GenerativeModel, TrainingProgress
-from genmod.specs import ComponentContext, ComponentSpec, DatasetSpec, ModelContext, ModelSpec, NoOptions
-from genmod.vae import VAE
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
 
-__all__ = [
-    "Bound",
-    "GenerativeModel",
-    "TrainingProgress",
-    "VAE",
-    "ComponentContext",
-    "ComponentRef",
-    "ComponentSpec",
-    "DatasetSpec",
-    "Decoder",
-    "ELBOTerms",
-    "Encoder",
-    "Likelihood",
-    "ModelConfig",
-    "ModelContext",
-    "ModelSpec",
-    "NoOptions",
-    "Prior",
-    "VAEConfig",
-    "diagonal_gaussian",
-    "hookimpl",
-    "kl_term",
-    "log_mean_exp",
-    "__version__",
-]
+# Each public name and the module that defines it.
+_EXPORTS = {
+    "Bound": "genmod.model",
+    "GenerativeModel": "genmod.model",
+    "TrainingProgress": "genmod.model",
+    "VAE": "genmod.vae",
+    "ComponentContext": "genmod.specs",
+    "ComponentSpec": "genmod.specs",
+    "DatasetSpec": "genmod.specs",
+    "ModelContext": "genmod.specs",
+    "ModelSpec": "genmod.specs",
+    "NoOptions": "genmod.specs",
+    "ComponentRef": "genmod.config",
+    "ModelConfig": "genmod.config",
+    "VAEConfig": "genmod.config",
+    "Decoder": "genmod.components",
+    "Encoder": "genmod.components",
+    "Likelihood": "genmod.components",
+    "Prior": "genmod.components",
+    "diagonal_gaussian": "genmod.components",
+    "ELBOTerms": "genmod.elbo",
+    "kl_term": "genmod.elbo",
+    "log_mean_exp": "genmod.elbo",
+    "hookimpl": "genmod.hookspecs",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'genmod' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
+    from genmod.components import (
+        Decoder,
+        Encoder,
+        Likelihood,
+        Prior,
+        diagonal_gaussian,
+    )
+    from genmod.config import ComponentRef, ModelConfig, VAEConfig
+    from genmod.elbo import ELBOTerms, kl_term, log_mean_exp
+    from genmod.hookspecs import hookimpl
+    from genmod.model import (
+        Bound,
+        GenerativeModel,
+        TrainingProgress,
+    )
+    from genmod.specs import (
+        ComponentContext,
+        ComponentSpec,
+        DatasetSpec,
+        ModelContext,
+        ModelSpec,
+        NoOptions,
+    )
+    from genmod.vae import VAE

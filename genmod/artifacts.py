@@ -19,6 +19,8 @@ METRICS = "metrics.jsonl"
 LOSS_PLOT = "loss_plot.png"
 RECONSTRUCTIONS = "reconstructions.png"
 EVAL = "eval.json"
+CHANGES = "changes.log"
+"""What a resume changed in the config, one line each time."""
 
 
 def samples_name(epoch: int) -> str:

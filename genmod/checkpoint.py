@@ -9,6 +9,7 @@ never leaves a half-written file and loading a file cannot execute code.
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 import warnings
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, TypedDict
 
 import torch
 
-from genmod.errors import CheckpointError
+from genmod.errors import CheckpointError, one_line
 
 FORMAT = "genmod-checkpoint"
 FORMAT_VERSION = 3
@@ -120,10 +121,18 @@ def _read(path: Path) -> Any:
             # is the one line the user needs.
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" in str(exc).lower():
+            raise CheckpointError(
+                f"{path} holds Python objects besides tensors, which could run code when loaded: "
+                "it was not loaded, for safety (genmod reads only its own checkpoints)"
+            ) from None
         raise CheckpointError(
-            f"{path} is truncated, corrupted or not a genmod checkpoint ({reason[:120]})"
+            f"{path} is truncated, corrupted or not a genmod checkpoint ({one_line(exc, 120)})"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
+        raise CheckpointError(
+            f"{path} is truncated, corrupted or not a genmod checkpoint ({one_line(exc, 120)})"
         ) from None
     return state
 

@@ -1,38 +1,43 @@
-"""The ``genmod`` command line."""
+"""The ``genmod`` command line.
+
+Only light modules are imported here: torch, the plugins and everything that needs them are
+imported inside the commands that use them, so that ``genmod --help`` and ``genmod --version``
+answer at once instead of after the seconds torch takes to import.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import json
 import math
 import os
 import sys
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, TypeVar, Union, get_args, get_origin
 
-import torch
 import typer
 from pydantic import BaseModel
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
-from genmod import __version__, artifacts
-from genmod.config import ComponentRef, DataConfig, RunConfig, TrainConfig
-from genmod.config_loader import resolve_run_config
-from genmod.data import Data, binarize_once, load_data
-from genmod.distributed import launch
+from genmod import __version__
+from genmod.config import ComponentRef, DataConfig, TrainConfig
 from genmod.errors import ConfigError, GenmodError, UnknownNameError
-from genmod.evaluation import importance_sampled_nll
-from genmod.kinds import KINDS
-from genmod.model import GenerativeModel
-from genmod.progress import RunReporter
-from genmod.registry import Registry, load_registry
-from genmod.run_index import list_runs
-from genmod.runner import load_trained, select_device, train
 from genmod.scaffold import new_plugin
+
+if TYPE_CHECKING:
+    from genmod.config import RunConfig
+    from genmod.data import Data
+    from genmod.model import GenerativeModel
+    from genmod.registry import Registry
 
 PLUGINS_ENV = "GENMOD_PLUGINS"
 
@@ -87,14 +92,85 @@ def _user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _registry(plugin_files: list[Path] | None, *, diagnose: bool = False) -> Registry:
-    """The registry with the installed plugins and the explicit ones.
+def _table(title: str, *columns: str, fixed: Sequence[str] = ()) -> Table:
+    """A table without vertical rules, so that at 80 columns the width goes to the text. The
+    ``fixed`` columns (names a user copies: runs, models, plugins) are never wrapped or cut."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=column in fixed, overflow="fold" if column in fixed else "ellipsis")
+    return table
+
+
+def _fit(table: Table, rows: Sequence[Sequence[str]]) -> Table:
+    """Add ``rows``, giving each fixed column the width of its longest cell."""
+    for index, column in enumerate(table.columns):
+        if column.no_wrap:
+            column.min_width = max([len(str(column.header)), *(len(row[index]) for row in rows)])
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    return table
+
+
+def _explicit_plugins(plugin_files: list[Path] | None) -> list[Path]:
+    """The plugin files the user named: --plugin, then $GENMOD_PLUGINS."""
+    return [*(plugin_files or []), *(Path(p) for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p)]
+
+
+def _saved_plugins(run_dir: Path, given: list[Path]) -> list[Path]:
+    """The plugin files a run was trained with (its config's ``plugins``), to load again.
+
+    A file the user passes again is not loaded twice; a file that is gone is an error unless
+    the user passed plugin files, which then stand in for it.
+    """
+    import yaml
+
+    from genmod.artifacts import CONFIG
+
+    try:
+        saved = (yaml.safe_load((run_dir / CONFIG).read_text()) or {}).get("plugins") or []
+    except (OSError, yaml.YAMLError, AttributeError):
+        return []  # not a run folder: the command says so in its own words
+    names = {Path(p).resolve() for p in given}
+    found = []
+    for path in map(Path, saved):
+        if path.resolve() in names:
+            continue
+        if path.is_file():
+            found.append(path)
+        elif not given:
+            raise ConfigError(
+                f"{run_dir} was trained with the plugin file {path}, which no longer exists: "
+                "pass its new place with --plugin FILE"
+            )
+    return found
+
+
+@contextlib.contextmanager
+def _progress_bar(label: str, total: int, unit: str) -> Iterator[Callable[[int], None]]:
+    """A bar with an ETA for a long job; silent when the output is not a terminal (logs, pipes).
+    Yields ``advance(done)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn(unit), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done: bar.update(task, completed=min(done, total))
+
+
+def _registry(
+    plugin_files: list[Path] | None, *, diagnose: bool = False, run_dir: Path | None = None
+) -> Registry:
+    """The registry with the installed plugins and the explicit ones (and, for a run folder,
+    the plugin files the run was trained with).
 
     A plugin the user named (--plugin, $GENMOD_PLUGINS) must load: every command stops if one
     fails, except the diagnostic ones (``diagnose``: list, plugins), which show the failure.
     """
-    files = list(plugin_files or [])
-    files += [Path(p) for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p]
+    from genmod.registry import load_registry
+
+    files = _explicit_plugins(plugin_files)
+    if run_dir is not None:
+        files += _saved_plugins(run_dir, files)
     registry = load_registry(files)
     if not diagnose:
         registry.check_explicit_plugins()
@@ -116,6 +192,8 @@ def _print_plugin_problems(registry: Registry) -> None:
 
 
 def _check_kind(kind: str | None) -> None:
+    from genmod.kinds import KINDS
+
     names = [k.name for k in KINDS]
     if kind is not None and kind not in names:
         raise ConfigError(f"unknown kind '{kind}': use one of {', '.join(names)}")
@@ -125,12 +203,14 @@ def _check_kind(kind: str | None) -> None:
 @_user_errors
 def list_command(
     kind: Annotated[
-        Optional[str], typer.Option(help=f"Only this kind: {', '.join(k.name for k in KINDS)}.")
+        Optional[str], typer.Option(help="Only this kind of thing: model, prior, dataset, ...")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     plugin: PluginOption = None,
 ) -> None:
-    """List registered models, components and datasets, and plugins that failed to load."""
+    """List registered models, components and datasets.
+
+    Also names plugins that failed to load, conflicting names and overrides."""
     _check_kind(kind)
     registry = _registry(plugin, diagnose=True)
     entries = registry.entries(kind)
@@ -147,14 +227,15 @@ def list_command(
         ]
         typer.echo(json.dumps({"entries": rows, **_problems_json(registry)}, indent=2))
         return
-    table = Table(title="genmod registry")
-    for column in ("kind", "name", "plugin", "version", "description"):
-        table.add_column(column, no_wrap=column in ("kind", "name"))
-    for e in entries:
-        table.add_row(
-            *(escape(cell) for cell in (e.kind, e.name, e.plugin.name, e.plugin.version, e.description))
-        )
-    console.print(table)
+    # Wide terminals get the version too; at 80 columns it is left to 'genmod plugins'.
+    wide = console.width >= 110
+    columns = ("kind", "name", "plugin", *(["version"] if wide else []), "description")
+    rows = [
+        (e.kind, e.name, e.plugin.name, *([e.plugin.version] if wide else []), e.description) for e in entries
+    ]
+    console.print(
+        _fit(_table("genmod registry", *columns, fixed=("kind", "name", "plugin", "version")), rows)
+    )
     _print_plugin_problems(registry)
 
 
@@ -186,7 +267,12 @@ def plugins_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     plugin: PluginOption = None,
 ) -> None:
-    """List loaded plugins: version, the hooks each implements, what it registered; and failures."""
+    """List plugins, their hooks and what they registered.
+
+    For each loaded plugin: its version, the hooks it implements and how many things of each
+    kind it registered; then the plugins that failed to load, with their error."""
+    from genmod.kinds import KINDS
+
     registry = _registry(plugin, diagnose=True)
     plural = {k.name: k.plural for k in KINDS}
     if as_json:
@@ -202,15 +288,19 @@ def plugins_command(
         ]
         typer.echo(json.dumps({"plugins": rows, **_problems_json(registry)}, indent=2))
         return
-    table = Table(title="genmod plugins")
-    for column in ("plugin", "version", "hooks", "registered"):
-        table.add_column(column)
-    for p in registry.plugins:
-        registered = ", ".join(f"{n} {plural[k] if n > 1 else k}" for k, n in p.registered.items())
-        table.add_row(
-            escape(p.info.name), escape(p.info.version), ", ".join(p.hooks), registered or "nothing"
+    rows = [
+        (
+            p.info.name,
+            p.info.version,
+            ", ".join(hook.removeprefix("register_") for hook in p.hooks),
+            ", ".join(f"{n} {plural[k] if n > 1 else k}" for k, n in p.registered.items()) or "nothing",
         )
-    console.print(table)
+        for p in registry.plugins
+    ]
+    table = _table(
+        "genmod plugins", "plugin", "version", "hooks (register_*)", "registered", fixed=("plugin", "version")
+    )
+    console.print(_fit(table, rows))
     _print_plugin_problems(registry)
 
 
@@ -248,8 +338,15 @@ def run(
     ] = None,
     plugin: PluginOption = None,
 ) -> None:
-    """Train a model; writes samples, a loss plot, metrics and a checkpoint."""
-    registry = _registry(plugin)
+    """Train a model: samples, loss plot, metrics, checkpoint.
+
+    Starts from the model's shipped recipe, a --config file or a run folder (--resume)."""
+    from genmod.config_loader import resolve_run_config
+    from genmod.distributed import launch
+    from genmod.progress import RunReporter
+    from genmod.runner import train
+
+    registry = _registry(plugin, run_dir=resume)
     if os.environ.get("RANK", "0") == "0":
         for failure in registry.failures:  # explicit ones have stopped the command already
             err_console.print(
@@ -276,6 +373,11 @@ def run(
         out_dir = resume
     else:
         run_config = resolve_run_config(registry, model=model, config_file=config, overrides=overrides)
+        # The run remembers its plugin files, so that eval, sample and --resume load them again.
+        plugins = [p.resolve() for p in _explicit_plugins(plugin)]
+        run_config = run_config.model_copy(
+            update={"plugins": list(dict.fromkeys([*run_config.plugins, *plugins]))}
+        )
         out_dir = out
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
         # The config is valid: hand the same command to torchrun, once per process.
@@ -311,9 +413,11 @@ def _trained(
     ``needs`` names an optional method of the model the command uses: a model without it is
     refused in one line before any data is read.
     """
+    from genmod.runner import load_trained, select_device
+
     if checkpoint not in (None, "best", "last"):
         raise ConfigError(f"--checkpoint must be best or last, not '{checkpoint}'")
-    registry = _registry(plugin)
+    registry = _registry(plugin, run_dir=run_dir)
     config, model, epoch = load_trained(run_dir, registry, select_device(device), checkpoint)
     if needs is not None and not model.can(needs):
         raise ConfigError(
@@ -325,6 +429,8 @@ def _trained(
 
 def _data(registry: Registry, config: RunConfig, model: GenerativeModel, data_dir: Path | None) -> Data:
     """The run's dataset (from ``data_dir`` if given), on the model's device."""
+    from genmod.data import load_data
+
     data_config = config.data.model_copy(update={"root": data_dir} if data_dir else {})
     device = next(model.parameters()).device
     return load_data(registry.dataset(data_config.name), data_config, device)
@@ -343,7 +449,15 @@ def eval_command(
     checkpoint: CheckpointOption = None,
     plugin: PluginOption = None,
 ) -> None:
-    """Importance-sampled negative log-likelihood and negative ELBO of a trained run."""
+    """Importance-sampled NLL and -ELBO of a trained run.
+
+    Writes RUN_DIR/eval.json."""
+    import torch
+
+    from genmod import artifacts
+    from genmod.data import binarize_once
+    from genmod.evaluation import importance_sampled_nll
+
     if split not in ("test", "validation", "train"):
         raise ConfigError(f"--split must be test, validation or train, not '{split}'")
     registry, config, model, epoch = _trained(run_dir, plugin, device, checkpoint, "log_importance_weights")
@@ -357,7 +471,9 @@ def eval_command(
     }[split]
     assert chosen is not None
     torch.manual_seed(seed)
-    result = importance_sampled_nll(model, chosen[:images], k)
+    chosen = chosen[:images]
+    with _progress_bar(f"k={k}", len(chosen), "images") as advance:
+        result = importance_sampled_nll(model, chosen, k, on_progress=advance)
     report = {
         "model": config.model.name,
         "epoch": epoch,
@@ -373,7 +489,13 @@ def eval_command(
     table.add_row("negative ELBO", f"{result.negative_elbo:.2f} ± {result.negative_elbo_se:.2f}")
     table.add_row("seconds", f"{result.seconds:.1f}")
     console.print(table)
-    console.print(f"saved {run_dir / artifacts.EVAL}", highlight=False)
+    console.print(
+        "IS-NLL estimates -log p(x), tighter as k grows;\n"
+        f"the -ELBO is the mean over the same {k} samples per image.\n"
+        f"saved {run_dir / artifacts.EVAL}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -389,7 +511,13 @@ def sample(
     checkpoint: CheckpointOption = None,
     plugin: PluginOption = None,
 ) -> None:
-    """Draw images from a trained model's prior and save them as a grid."""
+    """Draw images from a trained model.
+
+    Samples from the prior, decoded, saved as a grid."""
+    import torch
+
+    from genmod import artifacts
+
     _, _, model, _ = _trained(run_dir, plugin, device, checkpoint)
     torch.manual_seed(seed)
     with torch.inference_mode():
@@ -412,7 +540,13 @@ def reconstruct(
     checkpoint: CheckpointOption = None,
     plugin: PluginOption = None,
 ) -> None:
-    """Save test images (odd rows) above their reconstructions (even rows)."""
+    """Reconstruct test images with a trained model.
+
+    Test images in odd rows, their reconstructions in the row below."""
+    import torch
+
+    from genmod import artifacts
+
     registry, config, model, _ = _trained(run_dir, plugin, device, checkpoint, "reconstruct")
     originals = _data(registry, config, model, data_dir).test[:n]
     path = output or run_dir / "reconstruct.png"
@@ -433,7 +567,13 @@ def manifold(
     checkpoint: CheckpointOption = None,
     plugin: PluginOption = None,
 ) -> None:
-    """Decode a grid over the 2-D latent space of a model with 2 latents."""
+    """Decode a grid over a 2-D latent space.
+
+    For models with 2 latents."""
+    import torch
+
+    from genmod import artifacts
+
     _, config, model, _ = _trained(run_dir, plugin, device, checkpoint)
     latent_dim = getattr(config.model, "latent_dim", None)
     if latent_dim != 2 or not hasattr(model, "decode"):
@@ -458,43 +598,73 @@ def runs(
         "runs"
     ),
 ) -> None:
-    """A table of past runs: model, epochs, best test -ELBO, IS-NLL if evaluated, duration."""
+    """A table of past runs.
+
+    Model, epochs, best validation or test -ELBO, IS-NLL if evaluated, training time."""
+    from genmod.run_index import list_runs
+
     if not directory.is_dir():
         raise ConfigError(f"no runs folder {directory}: pass the folder your runs are in (default: runs)")
-    table = Table(title=f"runs in {directory}")
-    for column in ("run", "model", "epochs", "best test -ELBO", "IS-NLL", "duration"):
-        table.add_column(column, justify="left" if column in ("run", "model") else "right")
-    for summary in list_runs(directory):
-        table.add_row(
-            escape(summary.path.name),
-            escape(summary.model),
+    rows = [
+        (
+            summary.path.name,
+            summary.model,
             f"{summary.epochs_done}/{summary.epochs_planned}",
             "-" if summary.best_test_loss is None else f"{summary.best_test_loss:.2f}",
-            "-" if summary.nll is None else f"{summary.nll:.2f} (k={summary.nll_k})",
+            "-" if summary.nll is None else f"{summary.nll:.2f} k={summary.nll_k}",
             f"{summary.seconds:.0f} s",
         )
-    console.print(table)
+        for summary in list_runs(directory)
+    ]
+    columns = ("run", "model", "epochs", "best test", "IS-NLL", "time")
+    table = _table(f"runs in {directory} (nats per image)", *columns, fixed=columns)
+    console.print(_fit(table, rows))
 
 
-def _type_name(annotation: Any) -> str:
+_TYPE_WORDS = {int: "integer", float: "number", str: "text", bool: "true or false", Path: "path"}
+
+
+def _type_name(annotation: Any, metadata: Sequence[Any] = ()) -> str:
+    """A config key's type in plain words: ``list of positive integers``, not pydantic's repr."""
+    origin, args = get_origin(annotation), get_args(annotation)
     if annotation is ComponentRef:
         return "component name"
-    if isinstance(annotation, type) and not get_args(annotation):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "").replace("pathlib.", "")
+    if origin is Annotated:
+        return _type_name(args[0], args[1:])
+    if origin is Literal:
+        return " | ".join(str(a) for a in args)
+    if origin in (Union, types.UnionType):
+        words = [_type_name(a, metadata) for a in args if a is not type(None)]
+        return " or ".join(words) + (" or null" if type(None) in args else "")
+    if origin is list:
+        return f"list of {_type_name(args[0])}s"
+    if origin is tuple:
+        return f"{len(args)} {_type_name(args[0])}s"
+    word = _TYPE_WORDS.get(annotation, getattr(annotation, "__name__", str(annotation)))
+    gt = next((m.gt for m in metadata if hasattr(m, "gt")), None)
+    ge = next((m.ge for m in metadata if hasattr(m, "ge")), None)
+    if gt == 0 or (annotation is int and ge == 1):
+        return f"positive {word}"
+    if ge == 0:
+        return f"{word} >= 0"
+    return word
 
 
-def _schema_table(config: type[BaseModel], title: str) -> Table:
-    table = Table(title=title)
-    for column in ("key", "type", "default", "description"):
-        table.add_column(column, no_wrap=column == "key")
+def _schema(config: type[BaseModel], title: str) -> Group:
+    """A config class's keys as a help listing: ``key: type = default``, the description
+    indented below. A list rather than a table, so that at 80 columns nothing is cropped."""
+    lines: list[Text | Padding] = [Text(title, style="bold")]
     for key, field in config.model_fields.items():
         default = "required" if field.is_required() else field.get_default(call_default_factory=True)
         if isinstance(default, BaseModel):
             default = default.model_dump()
-        cells = (key, _type_name(field.annotation), str(default), field.description or "")
-        table.add_row(*(escape(cell) for cell in cells))
-    return table
+        shown = "" if default == "required" else f" = {default}"
+        lines.append(
+            Text.assemble(("  " + key, "bold"), f": {_type_name(field.annotation, field.metadata)}{shown}")
+        )
+        if field.description:
+            lines.append(Padding(Text(field.description), (0, 0, 0, 6)))
+    return Group(*lines)
 
 
 @app.command()
@@ -505,10 +675,12 @@ def info(
     ],
     plugin: PluginOption = None,
 ) -> None:
-    """Show what NAME is, where it comes from, and its config schema."""
+    """What a name is, where it comes from, its options.
+
+    NAME is anything 'genmod list' shows, or 'data' or 'train' for those config sections."""
     sections = {"data": DataConfig, "train": TrainConfig}
     if name in sections:
-        console.print(_schema_table(sections[name], f"the {name} section of a run config"))
+        console.print(_schema(sections[name], f"the {name} section of a run config"), highlight=False)
         return
     registry = _registry(plugin)
     entries = [e for e in registry.entries() if e.name == name]
@@ -521,12 +693,13 @@ def info(
         console.print(f"  from plugin '{entry.plugin.name}' {entry.plugin.version}", highlight=False)
         if entry.kind == "model":
             console.print(f"  recipe: {entry.spec.recipe or 'the config defaults'}", highlight=False)
-            console.print(_schema_table(entry.spec.config, "model section"))
+            console.print(_schema(entry.spec.config, "model section"), highlight=False)
         elif entry.kind == "dataset":
             console.print(f"  data root: {entry.spec.expects}", highlight=False)
         else:
             console.print(
-                _schema_table(entry.spec.options, f"options ({entry.kind}: {{name: {entry.name}, ...}})")
+                _schema(entry.spec.options, f"options ({entry.kind}: {{name: {entry.name}, ...}})"),
+                highlight=False,
             )
 
 
@@ -538,7 +711,9 @@ def new_plugin_command(
         Path, typer.Option("--dir", help="Where to create the package folder.", file_okay=False)
     ] = Path("."),
 ) -> None:
-    """Create an installable plugin package with an example prior, a model, a recipe and a test."""
+    """Create a plugin package to start from.
+
+    An installable package with an example prior, a model, its recipe and offline tests."""
     root = new_plugin(name, directory)
     console.print(f"created {root}\nnext: pip install -e {root} && genmod list", highlight=False)
 

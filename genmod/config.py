@@ -162,6 +162,9 @@ class RunConfig(_Strict):
     model: SerializeAsAny[ModelConfig]
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+    plugins: list[Path] = Field(
+        [], description="Plugin files the run was trained with (--plugin); loaded again for it."
+    )
 
     @model_validator(mode="after")
     def _schedule_needs(self) -> RunConfig:

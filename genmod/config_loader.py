@@ -83,6 +83,18 @@ def _field_names(schema: type[BaseModel], loc: Sequence[Any]) -> list[str]:
     return list(getattr(cls, "model_fields", {}))
 
 
+def _key_in_a_section(schema: type[BaseModel], name: str) -> str | None:
+    """``section.key`` for the key closest to ``name`` in any section (``latent_dim`` ->
+    ``model.latent_dim``)."""
+    keys = {
+        f"{section}.{key}": key
+        for section in _field_names(schema, [])
+        for key in _field_names(schema, [section])
+    }
+    close = difflib.get_close_matches(name, list(keys.values()), n=1)
+    return next((full for full, key in keys.items() if close and key == close[0]), None)
+
+
 def _describe(error: Mapping[str, Any], schema: type[BaseModel], prefix: str = "") -> str:
     loc = [str(p) for p in error["loc"]]
     if not loc:  # a check across sections: its message names the keys
@@ -92,11 +104,12 @@ def _describe(error: Mapping[str, Any], schema: type[BaseModel], prefix: str = "
     if error["type"] == "extra_forbidden":
         allowed = _field_names(schema, loc[:-1])
         close = difflib.get_close_matches(loc[-1], allowed, n=1)
-        hint = (
-            f"did you mean '{'.'.join([*full[:-1], close[0]])}'?"
-            if close
-            else f"allowed: {', '.join(allowed) or 'none'}"
-        )
+        if close:
+            hint = f"did you mean '{'.'.join([*full[:-1], close[0]])}'?"
+        elif len(full) == 1 and (found := _key_in_a_section(schema, loc[-1])):
+            hint = f"did you mean '{found}'?"  # a key written without its section
+        else:
+            hint = f"allowed: {', '.join(allowed) or 'none'}"
         return f"unknown config key '{key}': {hint}"
     if error["type"] == "missing":
         return f"config key '{key}' is required"
@@ -137,6 +150,14 @@ def _check_components(config: RunConfig, registry: Registry) -> None:
                 ) from None
 
 
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse a path that is not a run folder, saying which of the two it is."""
+    if not run_dir.exists():
+        raise ConfigError(f"run folder {run_dir} does not exist (see 'genmod runs')")
+    if not (run_dir / CONFIG).is_file():
+        raise ConfigError(f"{run_dir} is not a genmod run folder: it has no {CONFIG} (see 'genmod runs')")
+
+
 def resolve_run_config(
     registry: Registry,
     *,
@@ -148,8 +169,7 @@ def resolve_run_config(
     """The run config from a model's shipped recipe, a YAML file or an earlier run's folder,
     with overrides applied."""
     if run_dir is not None:
-        if not (run_dir / CONFIG).is_file():
-            raise ConfigError(f"no run to resume in {run_dir}: it has no {CONFIG}")
+        check_run_dir(run_dir)
         raw = read_yaml(run_dir / CONFIG)
     elif config_file is not None:
         raw = read_yaml(config_file)

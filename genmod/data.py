@@ -14,7 +14,7 @@ import torch
 from platformdirs import user_cache_dir
 
 from genmod.config import DataConfig
-from genmod.errors import DataError
+from genmod.errors import DataError, one_line
 from genmod.specs import DatasetSpec
 
 DATA_DIR_ENV = "GENMOD_DATA_DIR"
@@ -54,13 +54,24 @@ def resolve_root(config: DataConfig) -> tuple[Path, bool]:
     return Path(user_cache_dir("genmod")) / "data", True
 
 
+def _check_finite(images: torch.Tensor, dataset: str, split: str) -> None:
+    """Refuse NaN or infinite pixels now, naming the image, rather than as a NaN loss later."""
+    bad = ~torch.isfinite(images.flatten(1)).all(dim=1)
+    if bool(bad.any()):
+        index = int(bad.nonzero()[0])
+        raise DataError(
+            f"image {index} of the {split} split of dataset '{dataset}' has non-finite pixel values "
+            f"({int(bad.sum())} such images): fix or remove them"
+        )
+
+
 def load_data(spec: DatasetSpec, config: DataConfig, device: torch.device) -> Data:
     """Read both splits of ``spec`` (the first ``config.limit`` training images) onto ``device``."""
     root, download = resolve_root(config)
     try:
         train, test = (spec.build(root, split, download) for split in ("train", "test"))
     except Exception as exc:  # noqa: BLE001 - a missing or broken file or a failed download, from any loader
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = one_line(exc)
         where = f"point --data-dir (or data.root, or ${DATA_DIR_ENV}) at {spec.expects}"
         if isinstance(exc, FileNotFoundError):
             raise DataError(f"dataset '{spec.name}' not found in {root}: {where}") from None
@@ -69,6 +80,8 @@ def load_data(spec: DatasetSpec, config: DataConfig, device: torch.device) -> Da
                 f"dataset '{spec.name}' is not in {root} and downloading it failed ({reason}): {where}"
             ) from None
         raise DataError(f"cannot read dataset '{spec.name}' from {root}: {reason}") from None
+    for split, images in (("train", train), ("test", test)):
+        _check_finite(images, spec.name, split)
     validation = None
     if config.validation:
         if config.validation >= len(train):

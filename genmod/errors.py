@@ -9,6 +9,15 @@ genmod or a plugin and keeps its traceback.
 from __future__ import annotations
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``exc`` as one line for a message: its type and its whole text with line breaks folded
+    (a library's first line is often only a heading, the cause follows), at most ``limit`` characters."""
+    text = " ".join(str(exc).split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class GenmodError(Exception):
     """A problem the user can fix; its message is shown without a traceback."""
 

@@ -60,10 +60,15 @@ def _mean_and_se(values: Tensor) -> tuple[float, float]:
 
 @torch.inference_mode()
 def importance_sampled_nll(
-    model: GenerativeModel, images: Tensor, k: int, max_rows: int = MAX_ROWS
+    model: GenerativeModel,
+    images: Tensor,
+    k: int,
+    max_rows: int = MAX_ROWS,
+    on_progress: Callable[[int], None] = lambda images_done: None,
 ) -> NLLResult:
     """``-log p(x) ≈ -log (1/k) Σ p(x, z_i)/q(z_i|x)`` for every image, vectorised over samples
-    and images in chunks of at most ``max_rows`` latents.
+    and images in chunks of at most ``max_rows`` latents; ``on_progress(images_done)`` after
+    each batch of images.
 
     The negative ELBO is estimated from the same ``k`` samples (the mean log weight).
     """
@@ -79,6 +84,7 @@ def importance_sampled_nll(
         del log_w
         if _malloc_trim is not None:
             _malloc_trim(0)
+        on_progress(len(log_px) * batch)
     nll, nll_se = _mean_and_se(-torch.cat(log_px))
     neg_elbo, neg_elbo_se = _mean_and_se(-torch.cat(elbo))
     return NLLResult(len(images), k, nll, nll_se, neg_elbo, neg_elbo_se, time.perf_counter() - started)

@@ -24,8 +24,10 @@ class TensorBoardLogger:
         self._writer_class = SummaryWriter
         self._writer: Any = None
 
-    def open(self, run_dir: Path) -> None:
+    def open(self, run_dir: Path) -> str:
+        """Start writing; returns a line saying where, for the terminal."""
         self._writer = self._writer_class(log_dir=str(run_dir / "tensorboard"))
+        return f"TensorBoard events in {run_dir / 'tensorboard'} (tensorboard --logdir {run_dir})"
 
     def log(self, record: EpochRecord) -> None:
         """One scalar per number: ``train/loss``, ``train/kl``, ``test/reconstruction``, ``lr``, ..."""

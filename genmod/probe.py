@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from genmod.errors import PluginError
+from genmod.errors import PluginError, one_line
 from genmod.model import Bound, GenerativeModel
 from genmod.vae import VAE
 
@@ -36,8 +36,7 @@ class _Probe:
         try:
             return fn(*args)
         except Exception as exc:  # noqa: BLE001 - any crash in plugin code is reported as such
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise self.fail(part, role, f"failed on a probe batch: {type(exc).__name__}: {reason}") from None
+            raise self.fail(part, role, f"failed on a probe batch: {one_line(exc)}") from None
 
 
 @torch.no_grad()

@@ -34,10 +34,12 @@ class RunReporter:
     ) -> None:
         """``where``: the device, and the processes and backend when there are several."""
         verb = "resuming" if resumed else "training"
+        # Two short lines rather than one that wraps at 80 columns; the folder is never cut.
         self.console.print(
-            f"[bold]{verb} {model}[/] from epoch {first_epoch} on {where} "
-            f"({parameters:,} parameters) -> {out_dir}"
+            f"[bold]{verb} {model}[/] from epoch {first_epoch} on {where}, {parameters:,} parameters",
+            highlight=False,
         )
+        self.console.print(f"  -> {out_dir}  (losses: nats per image)", highlight=False, soft_wrap=True)
         self._progress.start()
 
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
@@ -51,14 +53,15 @@ class RunReporter:
         validation = "" if record.validation is None else f"  val {record.validation.loss:7.2f}"
         skipped = f"  {record.skipped} skipped" if record.skipped else ""
         self.console.print(
-            f"epoch {record.epoch:>3}/{epochs}  -ELBO train {record.train.loss:7.2f}{validation}  "
+            f"epoch {record.epoch:>3}/{epochs}  train {record.train.loss:7.2f}{validation}  "
             f"test {record.test.loss:7.2f}  lr {record.lr:.0e}  {record.seconds:5.1f}s{skipped}",
             soft_wrap=True,
             highlight=False,
         )
 
     def note(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+        """A message of short lines; paths in it are never broken."""
+        self.console.print(text, highlight=False, soft_wrap=True)
 
     def stop(self) -> None:
         self._progress.stop()
@@ -79,5 +82,5 @@ class RunReporter:
         for name, value in last.test.terms.items():
             table.add_row(f"test {name}", f"{value:.2f}")
         table.add_row("training time", f"{sum(record.seconds for record in history):.1f} s")
-        table.add_row("outputs", str(out_dir))
         self.console.print(table)
+        self.console.print(f"outputs in {out_dir}", highlight=False, soft_wrap=True)

@@ -32,7 +32,7 @@ from torch import nn
 
 from genmod import hookspecs
 from genmod.config import ComponentRef
-from genmod.errors import ConfigError, PluginError, UnknownNameError
+from genmod.errors import ConfigError, PluginError, UnknownNameError, one_line
 from genmod.kinds import BY_NAME, KINDS, Kind
 from genmod.specs import ComponentContext, DatasetSpec, ModelSpec
 
@@ -187,7 +187,7 @@ class Registry:
             module = entry.spec.build(options, context)
         except Exception as exc:  # noqa: BLE001 - plugin code: report it, with where it came from
             raise PluginError(
-                f"plugin '{entry.plugin.name}': {kind} '{ref.name}' could not be built: {_one_line(exc)}"
+                f"plugin '{entry.plugin.name}': {kind} '{ref.name}' could not be built: {one_line(exc)}"
             ) from None
         expected = BY_NAME[kind].base
         assert expected is not None
@@ -206,11 +206,6 @@ class Registry:
 
 def _by_name(*plugins: PluginInfo) -> tuple[PluginInfo, ...]:
     return tuple(sorted(plugins, key=lambda p: p.name))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _load_file_plugin(path: Path) -> ModuleType:
@@ -309,7 +304,7 @@ def _call_hooks(
             if key is None or kind is None:
                 raise
             manager.unregister(name=key)
-            failures.append(PluginFailure(loaded.pop(key), f"{kind.hook}: {_one_line(exc)}"))
+            failures.append(PluginFailure(loaded.pop(key), f"{kind.hook}: {one_line(exc)}"))
 
 
 def _registrar(
@@ -342,7 +337,7 @@ def load_registry(plugin_files: Sequence[Path] = ()) -> Registry:
         except Exception as exc:  # noqa: BLE001 - any plugin bug must not break the CLI
             if manager.has_plugin(info.key):
                 manager.unregister(name=info.key)
-            registry.failures.append(PluginFailure(info, _one_line(exc)))
+            registry.failures.append(PluginFailure(info, one_line(exc)))
             continue
         loaded[info.key] = info
     staged = _call_hooks(manager, loaded, registry.failures)

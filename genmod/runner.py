@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -167,6 +168,17 @@ def load_trained(
     model = build_model(config, registry, tuple(state["data_shape"]))
     load_weights(model, weights)
     return config, model.to(device).eval(), epoch
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"epochs": 5}}`` -> ``{"train.epochs": 5}``."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 class _StopNow(BaseException):
@@ -351,6 +363,29 @@ class Run:
             )
         artifacts.plot_losses(self.history, self.out_dir / artifacts.LOSS_PLOT)
 
+    def _complete(self) -> str:
+        done = f"{self.out_dir} is complete: {self.epoch} epochs"
+        if self.stopped_early() and self.best is not None:
+            return f"{done}, stopped early\n(best validation -ELBO at epoch {self.best['epoch']}); nothing to train"
+        return (
+            f"{done}. Train it further with:\n  genmod run --resume {self.out_dir} --epochs {self.epoch + 10}"
+        )
+
+    def _record_changes(self) -> None:
+        """On resume: ``config.yaml`` takes the changed settings (``--epochs``, ``--device``), and
+        ``changes.log`` keeps what changed when."""
+        saved = _flat(artifacts.read_config(self.out_dir / artifacts.CONFIG))
+        now = _flat(self.config.to_dict())
+        changed = [
+            f"{key} {saved.get(key)!r} -> {value!r}" for key, value in now.items() if saved.get(key) != value
+        ]
+        if changed:
+            artifacts.write_config(self.config.to_dict(), self.out_dir / artifacts.CONFIG)
+            with (self.out_dir / artifacts.CHANGES).open("a") as log:
+                log.write(
+                    f"{datetime.now():%Y-%m-%d %H:%M:%S} resumed after epoch {self.epoch}: {', '.join(changed)}\n"
+                )
+
     def _evaluate(self, images: torch.Tensor) -> SplitMetrics:
         """The bound over ``images``, each process evaluating its share."""
         rank, world = self.topology.rank, self.topology.world_size
@@ -367,12 +402,17 @@ class Run:
         """Train the remaining epochs; returns the per-epoch metrics."""
         train = self.config.train
         main = self.topology.is_main
-        if main and not self.resume:
+        if self.resume and (self.epoch >= train.epochs or self.stopped_early()):
+            self.reporter.note(self._complete())
+            return self.history
+        if main and self.resume:
+            self._record_changes()
+        elif main:
             artifacts.write_config(self.config.to_dict(), self.out_dir / artifacts.CONFIG)
             if 0 in train.sample_epochs:
                 self.save_samples()
         if main and self.logger is not None:
-            self.logger.open(self.out_dir)
+            self.reporter.note(self.logger.open(self.out_dir))
         parameters = sum(p.numel() for p in self.model.parameters())
         self.reporter.start(
             self.config.model.name, self.out_dir, self._where(), parameters, self.epoch + 1, self.resume

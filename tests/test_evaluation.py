@@ -99,4 +99,4 @@ def test_eval_command_writes_eval_json(tmp_path):
     assert 50 < report["nll"] < report["negative_elbo"] < 400 and report["seconds"] > 0
     assert "IS negative log-likelihood" in result.output
     missing = genmod("eval", tmp_path / "nothing")
-    assert missing.exit_code == 2 and "no run" in missing.output
+    assert missing.exit_code == 2 and "does not exist" in missing.output

@@ -101,7 +101,7 @@ CASES = {
     ),
     "resume without checkpoint": (
         lambda t, d: ["run", "--resume", (t / "empty").mkdir() or t / "empty"],
-        "no run to resume",
+        "is not a genmod run folder",
     ),
     "checkpoint of another model": (
         lambda t, d: [

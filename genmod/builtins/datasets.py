@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torchvision import datasets
 
 from genmod.specs import DatasetSpec
 
@@ -35,7 +34,12 @@ def _check_idx(path: Path, magic: int, item_bytes: int) -> None:
         raise ValueError(f"{path.name} is truncated: {path.stat().st_size} bytes, expected {expected}")
 
 
-def _load_idx(cls: type[datasets.MNIST], root: Path, split: str, download: bool) -> torch.Tensor:
+def _load_idx(name: str, root: Path, split: str, download: bool) -> torch.Tensor:
+    # torchvision is imported here, not at the top: it takes a second to import, and
+    # `genmod list` loads this plugin without reading any data.
+    from torchvision import datasets
+
+    cls = getattr(datasets, name)
     raw = Path(root) / cls.__name__ / "raw"
     prefix = "train" if split == "train" else "t10k"
     images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
@@ -117,13 +121,13 @@ def _idx_layout(folder: str) -> str:
 DATASETS = (
     DatasetSpec(
         name="mnist",
-        build=partial(_load_idx, datasets.MNIST),
+        build=partial(_load_idx, "MNIST"),
         expects=_idx_layout("MNIST"),
         description="MNIST digits, 60k train / 10k test, 1x28x28 grey levels in [0, 1].",
     ),
     DatasetSpec(
         name="fashion-mnist",
-        build=partial(_load_idx, datasets.FashionMNIST),
+        build=partial(_load_idx, "FashionMNIST"),
         expects=_idx_layout("FashionMNIST"),
         description="Fashion-MNIST clothing, 60k train / 10k test, 1x28x28 grey levels in [0, 1].",
     ),

@@ -1,0 +1,183 @@
+"""The first hour with genmod: fast start-up, 80-column output, progress, resume bookkeeping,
+plain wording, remembered plugin files and errors that name their cause."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from test_plugins import LAPLACE_PLUGIN
+
+from genmod.errors import DataError, one_line
+from genmod.evaluation import importance_sampled_nll
+from helpers import genmod, small_run
+
+
+def test_help_and_version_do_not_import_torch():
+    """A guard, not a timing: torch and the plugins take seconds to import, so the commands
+    that need neither must not import them."""
+    probe = textwrap.dedent(
+        """
+        import sys
+        from typer.testing import CliRunner
+        from genmod.cli import app
+        for args in (["--version"], ["--help"], ["run", "--help"]):
+            assert CliRunner().invoke(app, args).exit_code == 0
+        print(sorted(m for m in ("torch", "torchvision", "matplotlib", "genmod_zoo") if m in sys.modules))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def assert_fits_80_columns(output: str) -> None:
+    too_wide = [line for line in output.splitlines() if len(line) > 80]
+    assert not too_wide, too_wide
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--help",), ("list",), ("plugins",), ("info", "train"), ("info", "mlp-vae"), ("info", "vampprior")],
+    ids=lambda a: " ".join(a),
+)
+def test_tables_and_help_fit_80_columns_and_keep_names_whole(args):
+    result = genmod(*args)
+    assert result.exit_code == 0, result.output
+    assert_fits_80_columns(result.output)
+    if args == ("list",):
+        for name in ("continuous-bernoulli", "genmod-mlp-vae", "standard-normal", "fashion-mnist"):
+            assert name in result.output
+    if args == ("plugins",):
+        assert "genmod-mlp-vae" in result.output
+
+
+def test_a_run_its_table_and_eval_fit_80_columns(tmp_path, data_dir):
+    runs = tmp_path / "runs"
+    out = runs / "mlp-vae-20261125-174512-with-a-long-name"
+    trained = small_run(out, "--epochs", 1, "--set", "data.validation=200", "--set", "data.binarize=dynamic")
+    assert trained.exit_code == 0, trained.output
+    assert_fits_80_columns(trained.output.replace(str(out), "RUN"))  # a path is as long as it is
+    listing = genmod("runs", runs)
+    assert_fits_80_columns(listing.output)
+    assert out.name in listing.output  # whole, so that it can be copied
+    evaluated = genmod("eval", out, "--k", 5, "--images", 20)
+    assert evaluated.exit_code == 0 and "/20 images" not in evaluated.output  # no bar when not a terminal
+    assert_fits_80_columns(evaluated.output.replace(str(out), "RUN"))
+
+
+def test_the_evaluator_reports_progress(registry):
+    from genmod.config_loader import resolve_run_config
+    from genmod.runner import build_model
+
+    model = build_model(resolve_run_config(registry, model="mlp-vae"), registry, (1, 28, 28))
+    seen: list[int] = []
+    importance_sampled_nll(
+        model, torch.rand(10, 1, 28, 28).round(), k=8, max_rows=16, on_progress=seen.append
+    )
+    assert seen == sorted(seen) and seen[-1] >= 10 and len(seen) == 5
+
+
+def test_resume_records_the_new_target_and_a_finished_run_says_so(tmp_path, data_dir):
+    out = tmp_path / "run"
+    assert small_run(out, "--epochs", 1).exit_code == 0
+    assert genmod("run", "--resume", out, "--epochs", 2).exit_code == 0
+    assert "epochs: 2" in (out / "config.yaml").read_text()
+    assert "train.epochs 1 -> 2" in (out / "changes.log").read_text()
+    listing = genmod("runs", tmp_path).output
+    assert "2/2" in listing
+    before = (out / "checkpoint.pt").stat().st_mtime_ns
+    again = genmod("run", "--resume", out)
+    assert again.exit_code == 0
+    assert (
+        "is complete: 2 epochs" in again.output and f"genmod run --resume {out} --epochs 12" in again.output
+    )
+    assert (out / "checkpoint.pt").stat().st_mtime_ns == before  # nothing retrained
+
+
+@pytest.mark.parametrize("command", ["eval", "sample", "reconstruct", "manifold"])
+def test_commands_on_a_run_folder_say_what_is_wrong_with_it(tmp_path, command):
+    missing = genmod(command, tmp_path / "nothing")
+    assert missing.exit_code == 2 and "does not exist" in missing.output and "resume" not in missing.output
+    (tmp_path / "empty").mkdir()
+    empty = genmod(command, tmp_path / "empty")
+    assert empty.exit_code == 2 and "is not a genmod run folder" in empty.output
+
+
+def test_a_run_remembers_its_plugin_files(tmp_path, data_dir):
+    plugin = tmp_path / "laplace.py"
+    plugin.write_text(LAPLACE_PLUGIN)
+    out = tmp_path / "run"
+    assert small_run(out, "--epochs", 1, "--plugin", plugin, "--set", "model.prior=laplace").exit_code == 0
+    assert str(plugin) in (out / "config.yaml").read_text()
+    assert genmod("sample", out, "-n", 4).exit_code == 0  # no --plugin needed
+    assert genmod("eval", out, "--k", 2, "--images", 4).exit_code == 0
+    assert genmod("run", "--resume", out, "--epochs", 2).exit_code == 0
+
+    moved = tmp_path / "elsewhere.py"
+    shutil.move(plugin, moved)
+    gone = genmod("sample", out)
+    assert gone.exit_code == 2 and str(plugin) in gone.output and "--plugin" in gone.output
+    assert genmod("sample", out, "--plugin", moved).exit_code == 0
+
+
+def test_a_checkpoint_holding_python_objects_is_refused_in_plain_words(tmp_path, data_dir):
+    out = tmp_path / "run"
+    assert small_run(out, "--epochs", 1).exit_code == 0
+    torch.save({"format": "genmod-checkpoint", "payload": Path("x")}, out / "checkpoint.pt")
+    result = genmod("sample", out, "--checkpoint", "last")
+    (line,) = result.output.strip().splitlines()
+    assert "holds Python objects besides tensors" in line and "not loaded, for safety" in line
+    assert "PyTorch 2.6" not in line
+
+
+def test_images_with_non_finite_pixels_are_refused_when_loaded(tmp_path):
+    images = torch.rand(50, 1, 8, 8)
+    images[17, 0, 3, 3] = float("nan")
+    torch.save({"train": images, "test": torch.rand(10, 1, 8, 8)}, tmp_path / "x.pt")
+    result = genmod(
+        "run", "mlp-vae", "--set", "data.name=tensor-file", "--set", f"data.root={tmp_path / 'x.pt'}",
+        "--set", "train.batch_size=10", "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "image 17 of the train split" in result.output and "non-finite" in result.output
+    assert isinstance(DataError(""), Exception)
+
+
+def test_an_error_names_its_cause_even_after_an_empty_first_line():
+    error = RuntimeError(
+        "Error downloading train-images-idx3-ubyte.gz:\nTried mirror, got:\n<urlopen error down>\n"
+    )
+    assert one_line(error) == (
+        "RuntimeError: Error downloading train-images-idx3-ubyte.gz: Tried mirror, got: <urlopen error down>"
+    )
+
+
+def test_config_keys_are_found_across_sections_and_types_read_plainly():
+    result = genmod("run", "mlp-vae", "--set", "latent_dim=10")
+    assert result.exit_code == 2 and "did you mean 'model.latent_dim'?" in result.output
+    info = genmod("info", "mlp-vae").output
+    assert "list of positive integers" in info and "Annotated" not in info
+    assert "positive integer" in genmod("info", "train").output
+
+
+def test_the_tensorboard_logger_says_where_it_writes(tmp_path, data_dir):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "run"
+    result = small_run(out, "--epochs", 1, "--logger", "tensorboard")
+    assert result.exit_code == 0 and f"TensorBoard events in {out / 'tensorboard'}" in result.output.replace(
+        "\n", ""
+    )
+
+
+def test_list_json_and_table_name_plugins_alike():
+    table = genmod("list", "--kind", "model").output
+    models = json.loads(genmod("list", "--json", "--kind", "model").output)["entries"]
+    assert all(entry["plugin"] in table for entry in models)
+    assert os.environ.get("GENMOD_PLUGINS") is None
