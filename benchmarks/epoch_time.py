@@ -26,8 +26,9 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from genmod.config_loader import resolve_run_config
-from genmod.registry import load_registry
-from genmod.runner import build_model, make_adam
+from genmod.optim import make_optimizer
+from genmod.plugins import load_registry
+from genmod.runner import build_model
 from genmod.training import train_epoch
 
 
@@ -83,7 +84,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     genmod_model = build_model(config, registry, tuple(images.shape[1:]))
-    genmod_opt = make_adam(genmod_model.parameters(), 1e-3)  # what the runner uses
+    genmod_opt = make_optimizer(genmod_model.parameters(), config.train)  # what the runner uses
     bare_model = BareVAE()
     bare_opt = torch.optim.Adam(bare_model.parameters(), lr=1e-3)
     seed_model = BareVAE(sigmoid_output=True)

@@ -25,7 +25,7 @@ from torch.distributions import Bernoulli, Normal
 from genmod.config_loader import resolve_run_config
 from genmod.data import binarize_once
 from genmod.evaluation import MAX_ROWS, importance_sampled_nll
-from genmod.registry import load_registry
+from genmod.plugins import load_registry
 from genmod.runner import build_model
 
 

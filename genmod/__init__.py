@@ -14,6 +14,11 @@ __version__ = "0.2.0"
 
 # Each public name and the module that defines it.
 _EXPORTS = {
+    "train": "genmod.api",
+    "load": "genmod.api",
+    "evaluate": "genmod.api",
+    "registry": "genmod.api",
+    "dataset": "genmod.api",
     "Bound": "genmod.model",
     "GenerativeModel": "genmod.model",
     "TrainingProgress": "genmod.model",
@@ -55,6 +60,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
+    from genmod.api import dataset, evaluate, load, registry, train
     from genmod.components import (
         Decoder,
         Encoder,

@@ -95,13 +95,19 @@ def _atomic_save(path: Path, payload: dict[str, Any]) -> None:
 
 
 def save_best(path: Path, state: CheckpointState) -> None:
-    """The model weights of ``state`` alone (no optimizer or RNG states), written atomically."""
-    weights = {"model_name": state["model_name"], "epoch": state["epoch"], "model": state["model"]}
+    """The model weights of ``state`` alone (no optimizer or RNG states), written atomically:
+    with the run's ``config.yaml`` it is all a shipped model needs."""
+    weights = {
+        "model_name": state["model_name"],
+        "epoch": state["epoch"],
+        "data_shape": state["data_shape"],
+        "model": state["model"],
+    }
     _atomic_save(path, {"format": WEIGHTS_FORMAT, **weights})
 
 
 def load_weights_file(path: Path, model_name: str) -> dict[str, Any]:
-    """Read ``best.pt``: ``{"model_name", "epoch", "model"}``."""
+    """Read ``best.pt``: ``{"model_name", "epoch", "data_shape", "model"}``."""
     state = _read(path)
     if not isinstance(state, dict) or state.get("format") != WEIGHTS_FORMAT:
         raise CheckpointError(f"{path} is not a genmod weights file")

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from genmod.config import RunConfig
     from genmod.data import Data
     from genmod.model import GenerativeModel
-    from genmod.registry import Registry
+    from genmod.plugins import Registry
 
 PLUGINS_ENV = "GENMOD_PLUGINS"
 
@@ -116,35 +116,6 @@ def _explicit_plugins(plugin_files: list[Path] | None) -> list[Path]:
     return [*(plugin_files or []), *(Path(p) for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p)]
 
 
-def _saved_plugins(run_dir: Path, given: list[Path]) -> list[Path]:
-    """The plugin files a run was trained with (its config's ``plugins``), to load again.
-
-    A file the user passes again is not loaded twice; a file that is gone is an error unless
-    the user passed plugin files, which then stand in for it.
-    """
-    import yaml
-
-    from genmod.artifacts import CONFIG
-
-    try:
-        saved = (yaml.safe_load((run_dir / CONFIG).read_text()) or {}).get("plugins") or []
-    except (OSError, yaml.YAMLError, AttributeError):
-        return []  # not a run folder: the command says so in its own words
-    names = {Path(p).resolve() for p in given}
-    found = []
-    for path in map(Path, saved):
-        if path.resolve() in names:
-            continue
-        if path.is_file():
-            found.append(path)
-        elif not given:
-            raise ConfigError(
-                f"{run_dir} was trained with the plugin file {path}, which no longer exists: "
-                "pass its new place with --plugin FILE"
-            )
-    return found
-
-
 @contextlib.contextmanager
 def _progress_bar(label: str, total: int, unit: str) -> Iterator[Callable[[int], None]]:
     """A bar with an ETA for a long job; silent when the output is not a terminal (logs, pipes).
@@ -166,11 +137,13 @@ def _registry(
     A plugin the user named (--plugin, $GENMOD_PLUGINS) must load: every command stops if one
     fails, except the diagnostic ones (``diagnose``: list, plugins), which show the failure.
     """
-    from genmod.registry import load_registry
+    from genmod.plugins import load_registry
 
     files = _explicit_plugins(plugin_files)
     if run_dir is not None:
-        files += _saved_plugins(run_dir, files)
+        from genmod.api import saved_plugins
+
+        files += saved_plugins(run_dir, files)
     registry = load_registry(files)
     if not diagnose:
         registry.check_explicit_plugins()
@@ -374,10 +347,9 @@ def run(
     else:
         run_config = resolve_run_config(registry, model=model, config_file=config, overrides=overrides)
         # The run remembers its plugin files, so that eval, sample and --resume load them again.
-        plugins = [p.resolve() for p in _explicit_plugins(plugin)]
-        run_config = run_config.model_copy(
-            update={"plugins": list(dict.fromkeys([*run_config.plugins, *plugins]))}
-        )
+        from genmod.api import with_plugins
+
+        run_config = with_plugins(run_config, _explicit_plugins(plugin))
         out_dir = out
     if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
         # The config is valid: hand the same command to torchrun, once per process.
@@ -408,17 +380,15 @@ def run(
 def _trained(
     run_dir: Path, plugin: list[Path] | None, device: str, checkpoint: str | None, needs: str | None = None
 ) -> tuple[Registry, RunConfig, GenerativeModel, int]:
-    """The registry, and a run's config, trained model and the epoch of its weights.
+    """The registry, and a run's config, trained model and the epoch of its weights
+    (:func:`genmod.api.load` with the plugin files named on the command line).
 
     ``needs`` names an optional method of the model the command uses: a model without it is
     refused in one line before any data is read.
     """
-    from genmod.runner import load_trained, select_device
+    from genmod.api import _load
 
-    if checkpoint not in (None, "best", "last"):
-        raise ConfigError(f"--checkpoint must be best or last, not '{checkpoint}'")
-    registry = _registry(plugin, run_dir=run_dir)
-    config, model, epoch = load_trained(run_dir, registry, select_device(device), checkpoint)
+    registry, config, model, epoch = _load(run_dir, checkpoint, device, _explicit_plugins(plugin))
     if needs is not None and not model.can(needs):
         raise ConfigError(
             f"model '{config.model.name}' ({type(model).__name__}) does not implement {needs}(), "

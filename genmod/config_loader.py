@@ -19,7 +19,7 @@ from genmod.artifacts import CONFIG
 from genmod.config import ComponentRef, RunConfig
 from genmod.errors import ConfigError
 from genmod.kinds import COMPONENT_KINDS
-from genmod.registry import Registry
+from genmod.plugins import Registry
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -38,9 +38,9 @@ from genmod.loggers import LOGGERS
 from genmod.metrics import EpochRecord, SplitMetrics, write_metrics
 from genmod.model import GenerativeModel
 from genmod.optim import Schedule, make_optimizer
+from genmod.plugins import Registry
 from genmod.probe import probe_model
 from genmod.progress import RunReporter
-from genmod.registry import Registry
 from genmod.specs import ModelContext
 from genmod.training import EpochPosition, UpdateRules, evaluate, steps_in_epoch, train_epoch
 
@@ -59,8 +59,8 @@ def train(
     resume: bool = False,
     force: bool = False,
     reporter: RunReporter | None = None,
-) -> list[EpochRecord]:
-    """Train ``config`` into ``out_dir`` (or continue the run there); returns every epoch's metrics."""
+) -> Run:
+    """Train ``config`` into ``out_dir`` (or continue the run there); returns the finished run."""
     topology = distributed.topology_from_env()
     device = select_device(config.train.device)
     if device.type == "cuda" and topology.distributed:
@@ -69,7 +69,8 @@ def train(
         run = Run(
             config, registry, topology, device, out_dir, reporter or RunReporter(), resume=resume, force=force
         )
-        return run.fit()
+        run.fit()
+        return run
 
 
 def select_device(name: str) -> torch.device:
@@ -153,21 +154,26 @@ def load_trained(
     """The config, the model with trained weights (in eval mode), and the epoch they are from.
 
     ``checkpoint`` is ``best`` (the best validation epoch's weights), ``last``, or ``None``:
-    the best where the run kept one (it had a validation set), else the last.
+    the best where the run kept one (it had a validation set), else the last. A shipped model
+    (``pretrained/NAME``) has only ``best.pt`` and the run's config and metrics.
     """
     config = resolve_run_config(registry, run_dir=run_dir)
-    state = load_checkpoint(run_dir / CHECKPOINT, config.model.name)
-    if checkpoint == "best" and not (run_dir / BEST).is_file():
+    has_best, has_last = (run_dir / BEST).is_file(), (run_dir / CHECKPOINT).is_file()
+    if checkpoint == "best" and not has_best:
         raise CheckpointError(
             f"{run_dir} kept no best checkpoint (it was trained without data.validation): use --checkpoint last"
         )
-    weights, epoch = state["model"], state["epoch"]
-    if checkpoint != "last" and (run_dir / BEST).is_file():
-        best = load_weights_file(run_dir / BEST, config.model.name)
-        weights, epoch = best["model"], best["epoch"]
+    if checkpoint == "last" and has_best and not has_last:
+        raise CheckpointError(
+            f"{run_dir} holds only the best epoch's weights ({BEST}): drop --checkpoint last"
+        )
+    if checkpoint != "last" and has_best:
+        state: dict[str, Any] = load_weights_file(run_dir / BEST, config.model.name)
+    else:
+        state = dict(load_checkpoint(run_dir / CHECKPOINT, config.model.name))
     model = build_model(config, registry, tuple(state["data_shape"]))
-    load_weights(model, weights)
-    return config, model.to(device).eval(), epoch
+    load_weights(model, state["model"])
+    return config, model.to(device).eval(), int(state["epoch"])
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

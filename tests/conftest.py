@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from genmod.registry import Registry, load_registry
+from genmod.plugins import Registry, load_registry
 
 REPO = Path(__file__).resolve().parents[1]
 # Tests never download: they read the real MNIST from $GENMOD_DATA_DIR, by default the

@@ -1,4 +1,5 @@
-"""docs/writing-plugins.md is executed: its files are written, its commands run, in order."""
+"""The docs are executed: writing-plugins.md's files are written and its commands run, and
+python-api.md's code blocks run, in order."""
 
 import os
 import re
@@ -9,7 +10,8 @@ from pathlib import Path
 
 from helpers import pip_install
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "writing-plugins.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOC = DOCS / "writing-plugins.md"
 BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
 
 
@@ -44,3 +46,14 @@ def test_writing_plugins_walkthrough_runs(tmp_path):
     for run in ("laplace", "laplace-narrow", "laplace-package", "gumbel"):
         assert (tmp_path / "runs" / run / "checkpoint.pt").is_file(), run
     assert "scale: 0.5" in (tmp_path / "runs" / "laplace-narrow" / "config.yaml").read_text()
+
+
+def test_python_api_page_runs(tmp_path, data_dir):
+    namespace: dict[str, object] = {}
+    blocks = [
+        body for language, body in BLOCK.findall((DOCS / "python-api.md").read_text()) if language == "python"
+    ]
+    assert len(blocks) >= 5
+    for body in blocks:  # the autouse fixture runs each test in its own folder: tmp_path
+        exec(compile(body, "python-api.md", "exec"), namespace)
+    assert (tmp_path / "runs" / "quick" / "best.pt").is_file()

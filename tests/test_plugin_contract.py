@@ -17,7 +17,7 @@ from genmod import hookspecs
 from genmod.checkpoint import REQUIRED
 from genmod.config_loader import resolve_run_config
 from genmod.kinds import KINDS
-from genmod.registry import load_registry
+from genmod.plugins import load_registry
 from genmod.runner import build_model
 from helpers import genmod as cli
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from genmod.errors import PluginError
-from genmod.registry import load_registry
+from genmod.plugins import load_registry
 from helpers import genmod, pip_install
 
 LAPLACE_PLUGIN = """

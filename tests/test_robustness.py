@@ -287,7 +287,7 @@ def test_a_failure_during_set_up_still_leaves_the_process_group(tmp_path, monkey
     """The group is joined and left at one level: an error while the run is set up must not
     leave it open (its peers would wait for this process forever)."""
     from genmod import distributed, runner
-    from genmod.registry import load_registry
+    from genmod.plugins import load_registry
 
     calls = []
     monkeypatch.setattr(runner.distributed, "topology_from_env", lambda: distributed.Topology(world_size=2))
