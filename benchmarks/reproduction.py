@@ -61,6 +61,12 @@ def table() -> None:
             f"| {hours:.1f} h | **{evaluation['nll']:.2f} ± {evaluation['nll_se']:.2f}** "
             f"| {published if published else '-'} ({source}) | {pythae if pythae else '-'} |"
         )
+    for name, (label, published, source, pythae) in REFERENCES.items():
+        if not (PRETRAINED / name).is_dir():
+            rows.append(
+                f"| {label} | `configs/repro-{name}.yaml` | not shipped yet | | | {published} ({source}) "
+                f"| {pythae if pythae else '-'} |"
+            )
     TABLE.write_text(
         "# Reproduction table\n\nWritten by `python benchmarks/reproduction.py table` from `pretrained/*/`; "
         "see the README's evaluation section for how each row was trained and checked.\n\n"

@@ -108,17 +108,11 @@ def save_best(path: Path, state: CheckpointState) -> None:
 
 def load_weights_file(path: Path, model_name: str) -> dict[str, Any]:
     """Read ``best.pt``: ``{"model_name", "epoch", "data_shape", "model"}``."""
-    state = _read(path)
-    if not isinstance(state, dict) or state.get("format") != WEIGHTS_FORMAT:
-        raise CheckpointError(f"{path} is not a genmod weights file")
-    if state.get("model_name") != model_name:
-        raise CheckpointError(
-            f"{path} holds weights of model '{state.get('model_name')}', not '{model_name}'"
-        )
-    return state
+    return _read(path, WEIGHTS_FORMAT, model_name)
 
 
-def _read(path: Path) -> Any:
+def _read(path: Path, expected: str, model_name: str | None) -> dict[str, Any]:
+    """Load ``path`` without unpickling code, refusing another format or another model's file."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: the run has not finished an epoch yet")
     try:
@@ -148,9 +142,7 @@ def load_checkpoint(path: Path, model_name: str | None = None) -> CheckpointStat
 
     With ``model_name``, a checkpoint of another model is refused too.
     """
-    state = _read(path)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a genmod checkpoint")
+    state = _read(path, FORMAT, model_name)
     if state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format {state.get('format_version')}; this genmod reads "
@@ -159,8 +151,4 @@ def load_checkpoint(path: Path, model_name: str | None = None) -> CheckpointStat
     missing = sorted(key for key in REQUIRED if key not in state)
     if missing:
         raise CheckpointError(f"{path} is incomplete: it lacks {', '.join(missing)}")
-    if model_name is not None and state.get("model_name") != model_name:
-        raise CheckpointError(
-            f"{path} is a checkpoint of model '{state.get('model_name')}', not '{model_name}'"
-        )
     return state  # type: ignore[return-value]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from rich.console import Console
+from rich.progress import track
 
 from genmod.specs import DatasetSpec
 
@@ -101,7 +103,12 @@ def _load_image_folder(root: Path, split: str, download: bool) -> torch.Tensor:
         mode = "L" if first.mode in ("1", "L", "LA", "I", "I;16") else "RGB"
         size = first.size
     images = []
-    for path in paths:
+    # Thousands of files take a while: a bar on a terminal, nothing in logs and pipes.
+    console = Console(stderr=True)
+    reading = track(
+        paths, f"reading {folder}", console=console, transient=True, disable=not console.is_terminal
+    )
+    for path in reading:
         with Image.open(path) as image:
             if image.size != size:
                 raise ValueError(
