@@ -121,8 +121,9 @@ def _read(path: Path, expected: str, model_name: str | None) -> dict[str, Any]:
             # is the one line the user needs.
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights only load failed" in str(exc).lower():
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
+        # torch's refusal of a pickled class or function (not of damaged bytes) names the global.
+        if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
             raise CheckpointError(
                 f"{path} holds Python objects besides tensors, which could run code when loaded: "
                 "it was not loaded, for safety (genmod reads only its own checkpoints)"
@@ -130,10 +131,14 @@ def _read(path: Path, expected: str, model_name: str | None) -> dict[str, Any]:
         raise CheckpointError(
             f"{path} is truncated, corrupted or not a genmod checkpoint ({one_line(exc, 120)})"
         ) from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
+    if not isinstance(state, dict) or state.get("format") != expected:
         raise CheckpointError(
-            f"{path} is truncated, corrupted or not a genmod checkpoint ({one_line(exc, 120)})"
-        ) from None
+            f"{path} is not a genmod {'checkpoint' if expected == FORMAT else 'weights file'}"
+        )
+    if model_name is not None and state.get("model_name") != model_name:
+        raise CheckpointError(
+            f"{path} is a checkpoint of model '{state.get('model_name')}', not '{model_name}'"
+        )
     return state
 
 
