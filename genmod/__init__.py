@@ -19,6 +19,7 @@ _EXPORTS = {
     "evaluate": "genmod.api",
     "registry": "genmod.api",
     "dataset": "genmod.api",
+    "export": "genmod.api",
     "Bound": "genmod.model",
     "GenerativeModel": "genmod.model",
     "TrainingProgress": "genmod.model",
@@ -26,6 +27,7 @@ _EXPORTS = {
     "ComponentContext": "genmod.specs",
     "ComponentSpec": "genmod.specs",
     "DatasetSpec": "genmod.specs",
+    "LoggerSpec": "genmod.specs",
     "ModelContext": "genmod.specs",
     "ModelSpec": "genmod.specs",
     "NoOptions": "genmod.specs",
@@ -41,6 +43,11 @@ _EXPORTS = {
     "kl_term": "genmod.elbo",
     "log_mean_exp": "genmod.elbo",
     "hookimpl": "genmod.hookspecs",
+    "Logger": "genmod.loggers",
+    "Opened": "genmod.loggers",
+    "RunInfo": "genmod.loggers",
+    "EpochRecord": "genmod.metrics",
+    "SplitMetrics": "genmod.metrics",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -60,7 +67,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
-    from genmod.api import dataset, evaluate, load, registry, train
+    from genmod.api import dataset, evaluate, export, load, registry, train
     from genmod.components import (
         Decoder,
         Encoder,
@@ -71,6 +78,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
     from genmod.config import ComponentRef, ModelConfig, VAEConfig
     from genmod.elbo import ELBOTerms, kl_term, log_mean_exp
     from genmod.hookspecs import hookimpl
+    from genmod.loggers import Logger, Opened, RunInfo
+    from genmod.metrics import EpochRecord, SplitMetrics
     from genmod.model import (
         Bound,
         GenerativeModel,
@@ -80,6 +89,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
         ComponentContext,
         ComponentSpec,
         DatasetSpec,
+        LoggerSpec,
         ModelContext,
         ModelSpec,
         NoOptions,

@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 import yaml
 
-from genmod.artifacts import CONFIG
-from genmod.config import RunConfig
-from genmod.config_loader import apply_override, resolve_run_config, validate_run_config
-from genmod.errors import ConfigError
+from genmod.config import Compile, Precision, RunConfig
+from genmod.config_loader import apply_override, read_run_config, resolve_run_config, validate_run_config
+from genmod.errors import ConfigError, GenmodError
 from genmod.plugins import Registry, load_registry
 
 if TYPE_CHECKING:
@@ -43,8 +42,8 @@ def saved_plugins(run_dir: Path, given: Sequence[Path] = ()) -> list[Path]:
     plugin files were given, which then stand in for it.
     """
     try:
-        saved = (yaml.safe_load((run_dir / CONFIG).read_text()) or {}).get("plugins") or []
-    except (OSError, yaml.YAMLError, AttributeError):
+        saved = read_run_config(run_dir).get("plugins") or []
+    except (GenmodError, OSError, yaml.YAMLError, AttributeError):
         return []  # not a run folder: the caller says so in its own words
     names = {Path(p).resolve() for p in given}
     found = []
@@ -139,6 +138,24 @@ def _load(
     return found, config, model, epoch
 
 
+def export(run: str | Path, out: str | Path | None = None, *, checkpoint: str | None = None) -> Path:
+    """Write a run's weights (``checkpoint`` as in :func:`load`) and resolved config as one
+    safetensors file, ``RUN_DIR/model.safetensors`` by default (``genmod export``); returns its
+    path. :func:`load`, ``genmod eval``, ``sample`` and ``reconstruct`` accept the file."""
+    from genmod.checkpoint import EXPORTED_SUFFIX, export_safetensors
+    from genmod.runner import run_weights
+
+    run_dir = Path(run)
+    path = Path(out) if out is not None else run_dir / f"model{EXPORTED_SUFFIX}"
+    if path.suffix != EXPORTED_SUFFIX:
+        raise ConfigError(f"the exported file must end in {EXPORTED_SUFFIX}: {path}")
+    if checkpoint not in (None, "best", "last"):
+        raise ConfigError(f"--checkpoint must be best or last, not '{checkpoint}'")
+    config = read_run_config(run_dir)
+    export_safetensors(path, run_weights(run_dir, config["model"]["name"], checkpoint), config)
+    return path
+
+
 def dataset(run: str | Path, *, root: str | Path | None = None, plugins: Sequence[str | Path] = ()) -> Data:
     """The images a run was trained and tested on (its config's ``data`` section), on the CPU;
     ``root`` reads them from another folder."""
@@ -159,11 +176,13 @@ def evaluate(
     images: torch.Tensor | None = None,
     limit: int | None = None,
     seed: int = 0,
+    precision: Precision = "auto",
+    compile: Compile = "auto",
 ) -> NLLResult:
     """The importance-sampled NLL and -ELBO per image (``genmod eval``).
 
     Pass a run folder (its test set is used) or a model with ``images``. ``limit`` evaluates
-    the first images only.
+    the first images only; ``precision`` and ``compile`` are as in ``genmod eval``.
     """
     from genmod.evaluation import importance_sampled_nll
 
@@ -177,4 +196,4 @@ def evaluate(
     if not model.can("log_importance_weights"):
         raise ConfigError(f"{type(model).__name__} does not implement log_importance_weights()")
     torch.manual_seed(seed)
-    return importance_sampled_nll(model, images[:limit], k)
+    return importance_sampled_nll(model, images[:limit], k, precision=precision, compile=compile)

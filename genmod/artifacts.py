@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,12 @@ CHANGES = "changes.log"
 """What a resume changed in the config, one line each time."""
 
 
+def beside(run: Path, name: str) -> Path:
+    """Where a command writes ``name`` for ``run``: inside a run folder, or next to an exported
+    weights file (``model.safetensors`` -> ``model.eval.json``)."""
+    return run / name if run.is_dir() else run.with_name(f"{run.stem}.{name}")
+
+
 def samples_name(epoch: int) -> str:
     return f"samples_epoch_{epoch:03d}.png"
 
@@ -36,6 +43,12 @@ def save_reconstructions(originals: torch.Tensor, reconstructions: torch.Tensor,
     n = len(originals)
     rows = [t for i in range(0, n, 8) for t in (originals[i : i + 8], reconstructions[i : i + 8])]
     save_grid(torch.cat(rows), path)
+
+
+def read_eval(run_dir: Path) -> dict[str, Any]:
+    """``genmod eval``'s report of a run folder, or {} if it was not evaluated."""
+    path = run_dir / EVAL
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def write_config(config: dict[str, Any], path: Path) -> None:

@@ -8,6 +8,7 @@ never leaves a half-written file and loading a file cannot execute code.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import tempfile
@@ -17,7 +18,7 @@ from typing import Any, TypedDict
 
 import torch
 
-from genmod.errors import CheckpointError, one_line
+from genmod.errors import CheckpointError, ConfigError, one_line
 
 FORMAT = "genmod-checkpoint"
 FORMAT_VERSION = 3
@@ -25,6 +26,8 @@ FILENAME = "checkpoint.pt"
 BEST = "best.pt"
 """The weights of the epoch with the best validation -ELBO, beside the last checkpoint."""
 WEIGHTS_FORMAT = "genmod-weights"
+EXPORTED_SUFFIX = ".safetensors"
+"""Weights exported by ``genmod export``: tensors, with the resolved config as metadata."""
 
 
 class Position(TypedDict):
@@ -157,3 +160,68 @@ def load_checkpoint(path: Path, model_name: str | None = None) -> CheckpointStat
     if missing:
         raise CheckpointError(f"{path} is incomplete: it lacks {', '.join(missing)}")
     return state  # type: ignore[return-value]
+
+
+def export_safetensors(path: Path, weights: dict[str, Any], config: dict[str, Any]) -> None:
+    """Write the weights of ``weights`` (as :func:`load_weights_file` returns them) and the run's
+    resolved ``config`` as one safetensors file: tensors, and strings as metadata."""
+    _need_safetensors()
+    from safetensors.torch import save_file
+
+    metadata = {
+        "format": WEIGHTS_FORMAT,
+        "model_name": weights["model_name"],
+        "epoch": str(weights["epoch"]),
+        "data_shape": json.dumps(list(weights["data_shape"])),
+        "config": json.dumps(config),
+    }
+    # safetensors refuses tensors that share memory; a copy of each is what a reader rebuilds.
+    tensors = {name: tensor.detach().clone().contiguous() for name, tensor in weights["model"].items()}
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def read_exported_config(path: Path) -> dict[str, Any]:
+    """The resolved config stored in an exported file's metadata."""
+    return json.loads(_exported_metadata(path)["config"])
+
+
+def read_exported(path: Path, model_name: str) -> dict[str, Any]:
+    """Read an exported file like ``best.pt``: ``{"model_name", "epoch", "data_shape", "model"}``.
+    safetensors holds tensors and strings only, so nothing is unpickled."""
+    _need_safetensors()
+    from safetensors.torch import load_file
+
+    metadata = _exported_metadata(path)
+    if metadata.get("model_name") != model_name:
+        raise CheckpointError(
+            f"{path} holds weights of model '{metadata.get('model_name')}', not '{model_name}'"
+        )
+    return {
+        "model_name": model_name,
+        "epoch": int(metadata["epoch"]),
+        "data_shape": json.loads(metadata["data_shape"]),
+        "model": load_file(str(path)),
+    }
+
+
+def _need_safetensors() -> None:
+    try:
+        import safetensors  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            'exported weights need the safetensors package: pip install "genmod[safetensors]"'
+        ) from None
+
+
+def _exported_metadata(path: Path) -> dict[str, str]:
+    _need_safetensors()
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({one_line(exc, 120)})") from None
+    if metadata.get("format") != WEIGHTS_FORMAT or "config" not in metadata:
+        raise CheckpointError(f"{path} is a safetensors file but not one 'genmod export' wrote")
+    return metadata

@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from genmod import __version__
-from genmod.config import ComponentRef, DataConfig, TrainConfig
+from genmod.config import ComponentRef, DataConfig, Precision, TrainConfig
 from genmod.errors import ConfigError, GenmodError, UnknownNameError
 from genmod.scaffold import new_plugin
 
@@ -58,7 +58,10 @@ DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.
 RunDataDirOption = Annotated[
     Optional[Path], typer.Option(help="Folder holding the dataset (default: the run's).")
 ]
-RunDir = Annotated[Path, typer.Argument(help="A run folder written by 'genmod run'.", file_okay=False)]
+RunDir = Annotated[
+    Path,
+    typer.Argument(help="A run folder written by 'genmod run', or a weights file from 'genmod export'."),
+]
 CheckpointOption = Annotated[
     Optional[str],
     typer.Option(
@@ -86,7 +89,7 @@ def _user_errors(command: F) -> F:
             return command(*args, **kwargs)
         except GenmodError as exc:
             if os.environ.get("RANK", "0") == "0":  # one message, not one per process
-                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -295,7 +298,8 @@ def run(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the dataset (data.root).")] = None,
     logger: Annotated[
-        Optional[str], typer.Option(help="Shorthand for --set train.logger=NAME (tensorboard).")
+        Optional[list[str]],
+        typer.Option(help="Also report to this tracker: tensorboard, mlflow, wandb (repeatable)."),
     ] = None,
     out: Annotated[
         Optional[Path], typer.Option(help="Output folder; default runs/<model>-<timestamp>.")
@@ -333,7 +337,7 @@ def run(
         "train.seed": seed,
         "train.device": device,
         "data.root": data_dir,
-        "train.logger": logger,
+        "train.loggers": f"[{', '.join(logger)}]" if logger else None,
     }
     overrides = [*(set_ or []), *(f"{key}={value}" for key, value in shorthands.items() if value is not None)]
     if resume is not None:
@@ -359,12 +363,12 @@ def run(
             "--seed": seed,
             "--device": device,
             "--data-dir": data_dir,
-            "--logger": logger,
             "--out": out,
             "--resume": resume,
         }
         argv = ["run", *([model] if model else []), *(a for s in set_ or [] for a in ("--set", s))]
         argv += [a for name, value in options.items() if value is not None for a in (name, str(value))]
+        argv += [a for name in logger or [] for a in ("--logger", name)]
         argv += ["--force"] * force + [a for p in plugin or [] for a in ("--plugin", str(p))]
         raise typer.Exit(launch([sys.executable, "-m", "genmod", *argv], nproc))
     train(
@@ -417,6 +421,13 @@ def eval_command(
     device: DeviceOption = "auto",
     data_dir: RunDataDirOption = None,
     checkpoint: CheckpointOption = None,
+    precision: Annotated[
+        str, typer.Option(help="Layers in auto (bf16 where native), fp32 or bf16; sums are float32.")
+    ] = "auto",
+    compile: Annotated[
+        Optional[bool],
+        typer.Option("--compile/--no-compile", help="torch.compile the weights; default: from 1M samples."),
+    ] = None,
     plugin: PluginOption = None,
 ) -> None:
     """Importance-sampled NLL and -ELBO of a trained run.
@@ -430,6 +441,8 @@ def eval_command(
 
     if split not in ("test", "validation", "train"):
         raise ConfigError(f"--split must be test, validation or train, not '{split}'")
+    if precision not in get_args(Precision):
+        raise ConfigError(f"--precision must be auto, fp32 or bf16, not '{precision}'")
     registry, config, model, epoch = _trained(run_dir, plugin, device, checkpoint, "log_importance_weights")
     data = _data(registry, config, model, data_dir)
     if split == "validation" and data.validation is None:
@@ -443,7 +456,14 @@ def eval_command(
     torch.manual_seed(seed)
     chosen = chosen[:images]
     with _progress_bar(f"k={k}", len(chosen), "images") as advance:
-        result = importance_sampled_nll(model, chosen, k, on_progress=advance)
+        result = importance_sampled_nll(
+            model,
+            chosen,
+            k,
+            on_progress=advance,
+            precision=precision,  # type: ignore[arg-type]  # checked above
+            compile="auto" if compile is None else compile,
+        )
     report = {
         "model": config.model.name,
         "epoch": epoch,
@@ -451,18 +471,20 @@ def eval_command(
         "seed": seed,
         **result.to_dict(),
     }
-    (run_dir / artifacts.EVAL).write_text(json.dumps(report, indent=2) + "\n")
+    artifacts.beside(run_dir, artifacts.EVAL).write_text(json.dumps(report, indent=2) + "\n")
     table = Table(title=f"{config.model.name} after {epoch} epochs, {split} set ({result.images} images)")
     table.add_column("per image (nats)")
     table.add_column("value", justify="right")
     table.add_row(f"IS negative log-likelihood (k={k})", f"{result.nll:.2f} ± {result.nll_se:.2f}")
     table.add_row("negative ELBO", f"{result.negative_elbo:.2f} ± {result.negative_elbo_se:.2f}")
-    table.add_row("seconds", f"{result.seconds:.1f}")
+    table.add_row(
+        "seconds", f"{result.seconds:.1f} ({result.precision}{', compiled' if result.compiled else ''})"
+    )
     console.print(table)
     console.print(
         "IS-NLL estimates -log p(x), tighter as k grows;\n"
         f"the -ELBO is the mean over the same {k} samples per image.\n"
-        f"saved {run_dir / artifacts.EVAL}",
+        f"saved {artifacts.beside(run_dir, artifacts.EVAL)}",
         highlight=False,
         soft_wrap=True,
     )
@@ -492,7 +514,7 @@ def sample(
     torch.manual_seed(seed)
     with torch.inference_mode():
         images = model.sample(n)
-    path = output or run_dir / "samples.png"
+    path = output or artifacts.beside(run_dir, "samples.png")
     artifacts.save_grid(images, path, nrow=math.ceil(math.sqrt(n)))
     console.print(f"saved {n} samples to {path}", highlight=False)
 
@@ -519,7 +541,7 @@ def reconstruct(
 
     registry, config, model, _ = _trained(run_dir, plugin, device, checkpoint, "reconstruct")
     originals = _data(registry, config, model, data_dir).test[:n]
-    path = output or run_dir / "reconstruct.png"
+    path = output or artifacts.beside(run_dir, "reconstruct.png")
     with torch.inference_mode():
         artifacts.save_reconstructions(originals, model.reconstruct(originals), path)
     console.print(f"saved {len(originals)} reconstructions to {path}", highlight=False)
@@ -556,9 +578,31 @@ def manifold(
     grid = torch.stack(torch.meshgrid(axis, axis.flip(0), indexing="xy"), dim=-1).reshape(-1, 2)
     with torch.inference_mode():
         images = model.decode(grid.to(next(model.parameters()).device))
-    path = output or run_dir / "manifold.png"
+    path = output or artifacts.beside(run_dir, "manifold.png")
     artifacts.save_grid(images, path, nrow=size)
     console.print(f"saved a {size}x{size} latent manifold to {path}", highlight=False)
+
+
+@app.command()
+@_user_errors
+def export(
+    run_dir: RunDir,
+    format: Annotated[str, typer.Option("--format", help="safetensors (the only format).")] = "safetensors",
+    output: Annotated[
+        Optional[Path], typer.Option("-o", "--output", help="The file; default RUN_DIR/model.safetensors.")
+    ] = None,
+    checkpoint: CheckpointOption = None,
+) -> None:
+    """Write a run's weights and config as one portable file.
+
+    safetensors: tensors and the resolved config as metadata; genmod eval, sample,
+    reconstruct and genmod.load take the file in place of the run folder."""
+    from genmod.api import export as export_weights
+
+    if format != "safetensors":
+        raise ConfigError(f"--format must be safetensors, not '{format}'")
+    path = export_weights(run_dir, output, checkpoint=checkpoint)
+    console.print(f"exported {run_dir} to {path}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -641,16 +685,23 @@ def _schema(config: type[BaseModel], title: str) -> Group:
 @_user_errors
 def info(
     name: Annotated[
-        str, typer.Argument(help="A model, component or dataset name from 'genmod list', or data or train.")
+        str,
+        typer.Argument(
+            help="A model, component or dataset name from 'genmod list', data or train, or a run folder."
+        ),
     ],
     plugin: PluginOption = None,
 ) -> None:
     """What a name is, where it comes from, its options.
 
-    NAME is anything 'genmod list' shows, or 'data' or 'train' for those config sections."""
+    NAME is anything 'genmod list' shows, 'data' or 'train' for those config sections, or a
+    run folder or shipped model (pretrained/vae): where it came from."""
     sections = {"data": DataConfig, "train": TrainConfig}
     if name in sections:
         console.print(_schema(sections[name], f"the {name} section of a run config"), highlight=False)
+        return
+    if (Path(name) / "config.yaml").is_file():
+        _run_origin(Path(name))
         return
     registry = _registry(plugin)
     entries = [e for e in registry.entries() if e.name == name]
@@ -671,6 +722,36 @@ def info(
                 _schema(entry.spec.options, f"options ({entry.kind}: {{name: {entry.name}, ...}})"),
                 highlight=False,
             )
+
+
+def _run_origin(run_dir: Path) -> None:
+    """Where a run folder or shipped model came from: its recipe, how long it trained, which
+    epoch's weights it holds, and its evaluation."""
+    from genmod import artifacts
+    from genmod.run_index import summarize
+
+    summary = summarize(run_dir)
+    if summary is None:
+        raise ConfigError(
+            f"{run_dir} has a {artifacts.CONFIG} but no readable metrics: it is not a genmod run"
+        )
+    lines = [
+        f"[bold]run {run_dir}[/]: model {summary.model}",
+        f"  recipe: {run_dir / artifacts.CONFIG}; retrain it with",
+        f"    genmod run --config {run_dir / artifacts.CONFIG}",
+        f"  trained {summary.epochs_done} of {summary.epochs_planned} epochs, {summary.seconds:,.0f} s",
+    ]
+    if summary.best_epoch is not None:
+        lines.append(
+            f"  weights: epoch {summary.best_epoch}, the best validation -ELBO ({summary.best_validation:.2f})"
+        )
+    evaluation = artifacts.read_eval(run_dir)
+    if evaluation:
+        lines.append(
+            f"  {evaluation['split']} IS-NLL {evaluation['nll']:.2f} ± {evaluation['nll_se']:.2f} nats "
+            f"(genmod eval: k={evaluation['k']}, {evaluation['images']:,} images)"
+        )
+    console.print("\n".join(lines), highlight=False, soft_wrap=True)
 
 
 @app.command("new-plugin")

@@ -85,9 +85,18 @@ class Likelihood(_Interface):
     def forward(self, params: Tensor) -> Distribution:
         """Return p(x|z) given decoder output ``params``."""
 
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        """``log p(x|z)`` per example, shape ``params.shape[:-data_ndim]``, in float32.
+
+        The default scores ``x`` under :meth:`forward`'s distribution; a likelihood may
+        override it with a fused formula (the hot loop of training and ``genmod eval``).
+        Parameters computed in bfloat16 (``train.precision``) are scored in float32.
+        """
+        return self(params.float()).log_prob(x)
+
     def mean(self, params: Tensor) -> Tensor:
         """The expected image under p(x|z), used for sample grids and reconstructions."""
-        return self(params).mean
+        return self(params.float()).mean
 
 
 _INTERFACES = (Encoder, Decoder, Prior, Likelihood)
@@ -96,6 +105,8 @@ _INTERFACES = (Encoder, Decoder, Prior, Likelihood)
 def diagonal_gaussian(mean: Tensor, log_var: Tensor) -> Distribution:
     """q(z|x) as a diagonal Gaussian over the last dimension, the usual encoder output."""
     # Argument validation costs a sync-free but measurable check every step; shapes are ours.
+    # float32 whatever the layers ran in: the KL and log-densities need its precision.
+    mean, log_var = mean.float(), log_var.float()
     return torch.distributions.Independent(
         torch.distributions.Normal(mean, torch.exp(0.5 * log_var), validate_args=False), 1
     )

@@ -20,6 +20,9 @@ from pydantic import (
     model_validator,
 )
 
+Precision = Literal["auto", "fp32", "bf16"]
+Compile = bool | Literal["auto"]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -145,15 +148,42 @@ class TrainConfig(_Strict):
     )
     seed: int = 0
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+    precision: Precision = Field(
+        "auto",
+        description="Arithmetic of the layers: bf16 (bfloat16 autocast, float32 weights, losses and "
+        "sums), fp32, or auto: bf16 where the device computes it natively (CPUs with AVX-512 BF16 "
+        "or AMX, recent GPUs), else fp32.",
+    )
+    compile: Compile = Field(
+        "auto",
+        description="torch.compile the model: true, false, or auto: true for runs of at least 5000 steps, "
+        "where the seconds spent compiling pay for themselves.",
+    )
     eval_batch_size: int = Field(1000, ge=1)
     sample_epochs: list[NonNegativeInt] = Field(
         [0, 10, 20, 30],
         description="Epochs after which a sample grid is saved (0 = before training); the last epoch always is.",
     )
     samples: int = Field(64, ge=1, description="Images per sample grid.")
-    logger: Literal["none", "tensorboard"] = Field(
-        "none", description="Also log per-epoch metrics to TensorBoard (metrics.jsonl is always written)."
+    loggers: list[ComponentRef] = Field(
+        [],
+        description="Experiment trackers the run also reports to, by name (tensorboard, mlflow, "
+        "wandb, or a plugin's), each a name or a mapping with its options; metrics.jsonl is "
+        "always written.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_logger(cls, values: Any) -> Any:
+        """``loggers: mlflow`` means one; ``logger: NAME|none`` is 0.2's spelling of it."""
+        if isinstance(values, dict):
+            values = dict(values)
+            if "logger" in values and "loggers" not in values:
+                old = values.pop("logger")
+                values["loggers"] = [] if old in (None, "none") else old
+            if isinstance(values.get("loggers"), (str, dict)):
+                values["loggers"] = [values["loggers"]]
+        return values
 
 
 class RunConfig(_Strict):

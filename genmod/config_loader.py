@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
 from genmod.artifacts import CONFIG
+from genmod.checkpoint import EXPORTED_SUFFIX, read_exported_config
 from genmod.config import ComponentRef, RunConfig
 from genmod.errors import ConfigError
 from genmod.kinds import COMPONENT_KINDS
@@ -158,6 +159,14 @@ def check_run_dir(run_dir: Path) -> None:
         raise ConfigError(f"{run_dir} is not a genmod run folder: it has no {CONFIG} (see 'genmod runs')")
 
 
+def read_run_config(run: Path) -> dict[str, Any]:
+    """The saved config of a run folder, or of a weights file ``genmod export`` wrote."""
+    if run.suffix == EXPORTED_SUFFIX and run.is_file():
+        return read_exported_config(run)
+    check_run_dir(run)
+    return read_yaml(run / CONFIG)
+
+
 def resolve_run_config(
     registry: Registry,
     *,
@@ -169,8 +178,7 @@ def resolve_run_config(
     """The run config from a model's shipped recipe, a YAML file or an earlier run's folder,
     with overrides applied."""
     if run_dir is not None:
-        check_run_dir(run_dir)
-        raw = read_yaml(run_dir / CONFIG)
+        raw = read_run_config(run_dir)
     elif config_file is not None:
         raw = read_yaml(config_file)
         if model is not None and raw.get("model", {}).get("name") not in (None, model):

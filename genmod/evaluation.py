@@ -11,8 +11,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
+from genmod.config import Compile, Precision
 from genmod.elbo import log_mean_exp
 from genmod.model import GenerativeModel
+from genmod.precision import COMPILE_MIN_SAMPLES, autocast, autocast_dtype, compile_wanted, compiled
 
 # Latents decoded at once: bounds the evaluator's working memory (about 0.3 GB for the
 # reference MLP) whatever k and the number of images.
@@ -47,6 +49,9 @@ class NLLResult:
     negative_elbo: float
     negative_elbo_se: float
     seconds: float
+    precision: str = "fp32"
+    """The arithmetic of the layers: fp32 or bf16 (the sums are float32 in both)."""
+    compiled: bool = False
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -65,20 +70,30 @@ def importance_sampled_nll(
     k: int,
     max_rows: int = MAX_ROWS,
     on_progress: Callable[[int], None] = lambda images_done: None,
+    *,
+    precision: Precision = "auto",
+    compile: Compile = "auto",
 ) -> NLLResult:
     """``-log p(x) ≈ -log (1/k) Σ p(x, z_i)/q(z_i|x)`` for every image, vectorised over samples
     and images in chunks of at most ``max_rows`` latents; ``on_progress(images_done)`` after
     each batch of images.
 
     The negative ELBO is estimated from the same ``k`` samples (the mean log weight).
+    ``precision`` and ``compile`` are ``train.precision`` and ``train.compile``'s choices for
+    the weights' computation (``auto`` compiles from a million samples on); the random draws
+    are the same in every mode, and the log-mean-exp is float32.
     """
     model.eval()
     started = time.perf_counter()
+    dtype = autocast_dtype(precision, images.device)
+    use_compile = compile_wanted(compile, len(images) * k, COMPILE_MIN_SAMPLES)
+    weights = compiled(model.log_importance_weights) if use_compile else model.log_importance_weights
     chunk = min(k, max_rows)
     batch = max(1, max_rows // chunk)
     log_px, elbo = [], []
     for x in images.split(batch):
-        log_w = model.log_importance_weights(x, k, chunk_size=chunk)
+        with autocast(dtype, images.device):
+            log_w = weights(x, k, chunk_size=chunk).float()
         log_px.append(log_mean_exp(log_w, dim=0))
         elbo.append(log_w.mean(0))
         del log_w
@@ -87,4 +102,6 @@ def importance_sampled_nll(
         on_progress(len(log_px) * batch)
     nll, nll_se = _mean_and_se(-torch.cat(log_px))
     neg_elbo, neg_elbo_se = _mean_and_se(-torch.cat(elbo))
-    return NLLResult(len(images), k, nll, nll_se, neg_elbo, neg_elbo_se, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    arithmetic = "fp32" if dtype is None else "bf16"
+    return NLLResult(len(images), k, nll, nll_se, neg_elbo, neg_elbo_se, seconds, arithmetic, use_compile)

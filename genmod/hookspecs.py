@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from genmod.specs import ComponentSpec, DatasetSpec, ModelSpec
+    from genmod.specs import ComponentSpec, DatasetSpec, LoggerSpec, ModelSpec
 
 PROJECT = "genmod"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -82,4 +82,13 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
 
     :param register: call ``register(DatasetSpec(...))`` once per dataset; its ``build``
         returns a split's images as one ``(N, C, H, W)`` float tensor in [0, 1].
+    """
+
+
+@hookspec
+def register_loggers(register: Callable[[LoggerSpec], None]) -> None:
+    """Register experiment trackers.
+
+    :param register: call ``register(LoggerSpec(...))`` once per tracker; its ``build``
+        returns a :class:`genmod.Logger`.
     """

@@ -11,14 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from torch import nn
-
 from genmod import hookspecs
 from genmod.components import Decoder, Encoder, Likelihood, Prior
+from genmod.loggers import Logger
 from genmod.model import GenerativeModel
-from genmod.specs import ComponentSpec, DatasetSpec, ModelSpec
+from genmod.specs import ComponentSpec, DatasetSpec, LoggerSpec, ModelSpec
 
-KindName = Literal["model", "encoder", "decoder", "prior", "likelihood", "dataset"]
+KindName = Literal["model", "encoder", "decoder", "prior", "likelihood", "dataset", "logger"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,7 +26,7 @@ class Kind:
     plural: str
     hook: str
     spec: type
-    base: type[nn.Module] | None
+    base: type | None
     """What the spec's ``build`` must return (``None``: a tensor, for datasets)."""
     description: str
 
@@ -84,6 +83,14 @@ KINDS: tuple[Kind, ...] = (
         spec=DatasetSpec,
         base=None,
         description="images from disk, as tensors",
+    ),
+    Kind(
+        name="logger",
+        plural="loggers",
+        hook=hookspecs.register_loggers.__name__,
+        spec=LoggerSpec,
+        base=Logger,
+        description="an experiment tracker a run reports to",
     ),
 )
 

@@ -1,47 +1,105 @@
-"""Optional experiment trackers; ``metrics.jsonl`` is always written besides them."""
+"""Experiment trackers: the :class:`Logger` interface plugins implement, and the fan-out a run
+reports to. ``metrics.jsonl`` is always written besides them.
+
+A logger is registered like any component (``register_loggers``) and chosen by name in
+``train.loggers``. genmod keeps the id of each tracked run in ``RUN_DIR/trackers.json``, so
+``genmod run --resume`` continues the same tracked run instead of starting a new one.
+"""
 
 from __future__ import annotations
 
+import abc
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from genmod.errors import ConfigError
 
 if TYPE_CHECKING:
     from genmod.metrics import EpochRecord
 
+TRACKERS = "trackers.json"
+"""``{logger name: tracked run id}`` of a run folder."""
 
-class TensorBoardLogger:
-    """Per-epoch scalars under ``RUN_DIR/tensorboard`` (``tensorboard --logdir RUN_DIR``)."""
 
-    def __init__(self) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise ConfigError(
-                "--logger tensorboard needs the tensorboard package: pip install tensorboard"
-            ) from None
-        self._writer_class = SummaryWriter
-        self._writer: Any = None
+@dataclass(frozen=True, kw_only=True)
+class RunInfo:
+    """What a logger is told about the run it tracks."""
 
-    def open(self, run_dir: Path) -> str:
-        """Start writing; returns a line saying where, for the terminal."""
-        self._writer = self._writer_class(log_dir=str(run_dir / "tensorboard"))
-        return f"TensorBoard events in {run_dir / 'tensorboard'} (tensorboard --logdir {run_dir})"
+    run_dir: Path
+    name: str
+    """The run folder's name: a readable name for the tracked run."""
+    config: dict[str, Any]
+    """The resolved config, nested as in ``config.yaml``."""
+    params: dict[str, Any]
+    """The same, flat: ``{"train.lr": 0.001, "model.prior": "standard-normal", ...}``."""
+    resume_id: str | None = None
+    """The tracked run to continue (``genmod run --resume``), as :meth:`Logger.open` returned it."""
 
+
+@dataclass(frozen=True)
+class Opened:
+    """What :meth:`Logger.open` returns."""
+
+    id: str
+    """The tracked run's id, handed back as :attr:`RunInfo.resume_id` on resume."""
+    where: str
+    """One line for the terminal saying where the run is tracked."""
+
+
+class Logger(abc.ABC):
+    """An experiment tracker. genmod calls :meth:`open` once, :meth:`log` after every epoch,
+    :meth:`log_images` whenever it writes a sample grid, the loss plot or the reconstructions,
+    and :meth:`close` however the run ends (on rank 0 only)."""
+
+    @abc.abstractmethod
+    def open(self, run: RunInfo) -> Opened:
+        """Start tracking ``run`` (log its config), or continue ``run.resume_id``."""
+
+    @abc.abstractmethod
     def log(self, record: EpochRecord) -> None:
-        """One scalar per number: ``train/loss``, ``train/kl``, ``test/reconstruction``, ``lr``, ..."""
-        for split in ("train", "test"):
-            metrics = getattr(record, split)
-            for name, value in {"loss": metrics.loss, **metrics.terms}.items():
-                self._writer.add_scalar(f"{split}/{name}", value, record.epoch)
-        self._writer.add_scalar("lr", record.lr, record.epoch)
-        self._writer.add_scalar("seconds", record.seconds, record.epoch)
-        self._writer.flush()
+        """One epoch's metrics; :meth:`EpochRecord.scalars` names them."""
+
+    def log_images(self, paths: Sequence[Path], epoch: int) -> None:
+        """PNG files the run just wrote (optional: the default ignores them)."""
+        return None
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        """Flush and finish (optional)."""
+        return None
 
 
-LOGGERS = {"tensorboard": TensorBoardLogger}
+@dataclass
+class Trackers:
+    """The run's loggers, addressed as one."""
+
+    loggers: dict[str, Logger] = field(default_factory=dict)
+
+    def open(self, run_dir: Path, config: dict[str, Any], params: dict[str, Any]) -> list[str]:
+        """Open every logger, continuing the tracked runs ``trackers.json`` remembers; returns
+        the lines saying where each tracks."""
+        path = run_dir / TRACKERS
+        ids: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+        lines = []
+        for name, logger in self.loggers.items():
+            info = RunInfo(
+                run_dir=run_dir, name=run_dir.name, config=config, params=params, resume_id=ids.get(name)
+            )
+            opened = logger.open(info)
+            ids[name] = opened.id
+            lines.append(opened.where)
+        if self.loggers:
+            path.write_text(json.dumps(ids, indent=2) + "\n")
+        return lines
+
+    def log(self, record: EpochRecord) -> None:
+        for logger in self.loggers.values():
+            logger.log(record)
+
+    def log_images(self, paths: Sequence[Path], epoch: int) -> None:
+        for logger in self.loggers.values():
+            logger.log_images(paths, epoch)
+
+    def close(self) -> None:
+        for logger in self.loggers.values():
+            logger.close()

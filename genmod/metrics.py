@@ -50,6 +50,21 @@ class EpochRecord(BaseModel):
     skipped: int = 0
     """Updates skipped by ``train.skip_updates_above``."""
 
+    def scalars(self) -> dict[str, float]:
+        """The record as flat scalars, the names every tracker logs: ``train/loss``,
+        ``train/kl``, ``validation/loss``, ``test/reconstruction``, ``lr``, ``seconds``, ..."""
+        flat: dict[str, float] = {}
+        for split in ("train", "validation", "test"):
+            metrics: SplitMetrics | None = getattr(self, split)
+            if metrics is not None:
+                flat.update(
+                    {
+                        f"{split}/{name}": value
+                        for name, value in {"loss": metrics.loss, **metrics.terms}.items()
+                    }
+                )
+        return {**flat, "lr": self.lr, "seconds": self.seconds, "skipped": float(self.skipped)}
+
 
 def write_metrics(history: Sequence[EpochRecord], path: Path) -> None:
     """Rewrite the whole file, so it always agrees with the checkpoint's history."""

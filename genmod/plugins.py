@@ -32,8 +32,9 @@ from torch import nn
 
 from genmod import hookspecs
 from genmod.config import ComponentRef
-from genmod.errors import ConfigError, PluginError, UnknownNameError, one_line
+from genmod.errors import ConfigError, GenmodError, PluginError, UnknownNameError, one_line
 from genmod.kinds import BY_NAME, KINDS, Kind
+from genmod.loggers import Logger
 from genmod.specs import ComponentContext, DatasetSpec, ModelSpec
 
 
@@ -178,26 +179,38 @@ class Registry:
 
     def build_component(self, kind: str, ref: ComponentRef, context: ComponentContext) -> nn.Module:
         """Build the component ``ref`` names, refusing one that does not honour its interface."""
+        module = self._build(kind, ref, lambda spec, options: spec.build(options, context))
+        self._origins[module] = self.get(kind, ref.name).plugin.name
+        return module
+
+    def build_logger(self, ref: ComponentRef) -> Logger:
+        """Build the experiment tracker ``ref`` names (an entry of ``train.loggers``)."""
+        return self._build("logger", ref, lambda spec, options: spec.build(options))
+
+    def _build(self, kind: str, ref: ComponentRef, build: Callable[[Any, Any], Any]) -> Any:
+        """``build(spec, options)`` for the registered ``ref``, with its options validated and
+        what it returns checked against the kind's interface."""
         entry = self.get(kind, ref.name)
         try:
             options = self.component_options(kind, ref)
         except ValidationError as exc:
             raise ConfigError(f"{kind} '{ref.name}': {exc.errors()[0]['msg']}") from None
         try:
-            module = entry.spec.build(options, context)
+            built = build(entry.spec, options)
+        except GenmodError:
+            raise  # already one line naming what to do (a tracker's missing client)
         except Exception as exc:  # noqa: BLE001 - plugin code: report it, with where it came from
             raise PluginError(
                 f"plugin '{entry.plugin.name}': {kind} '{ref.name}' could not be built: {one_line(exc)}"
             ) from None
         expected = BY_NAME[kind].base
         assert expected is not None
-        if not isinstance(module, expected):
+        if not isinstance(built, expected):
             raise PluginError(
                 f"plugin '{entry.plugin.name}': {kind} '{ref.name}' built a "
-                f"{type(module).__name__}, not a genmod.{expected.__name__} subclass"
+                f"{type(built).__name__}, not a genmod.{expected.__name__} subclass"
             )
-        self._origins[module] = entry.plugin.name
-        return module
+        return built
 
     def origin(self, module: nn.Module) -> str | None:
         """The plugin that built ``module`` through :meth:`build_component`, if any."""

@@ -30,16 +30,26 @@ class RunReporter:
         self._task: Any = None
 
     def start(
-        self, model: str, out_dir: Path, where: str, parameters: int, first_epoch: int, resumed: bool
+        self,
+        model: str,
+        out_dir: Path,
+        where: str,
+        arithmetic: str,
+        parameters: int,
+        first_epoch: int,
+        resumed: bool,
     ) -> None:
-        """``where``: the device, and the processes and backend when there are several."""
+        """``where``: the device, and the processes and backend when there are several;
+        ``arithmetic``: the layers' precision, and whether the model is compiled."""
         verb = "resuming" if resumed else "training"
         # Two short lines rather than one that wraps at 80 columns; the folder is never cut.
         self.console.print(
             f"[bold]{verb} {model}[/] from epoch {first_epoch} on {where}, {parameters:,} parameters",
             highlight=False,
         )
-        self.console.print(f"  -> {out_dir}  (losses: nats per image)", highlight=False, soft_wrap=True)
+        self.console.print(
+            f"  -> {out_dir}  ({arithmetic}; losses: nats per image)", highlight=False, soft_wrap=True
+        )
         self._progress.start()
 
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:

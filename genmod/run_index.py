@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,9 @@ class RunSummary:
     nll: float | None
     nll_k: int | None
     seconds: float
+    best_epoch: int | None = None
+    """With a validation set: the epoch with the best validation -ELBO (the weights in best.pt)."""
+    best_validation: float | None = None
 
 
 def summarize(run_dir: Path) -> RunSummary | None:
@@ -33,9 +35,9 @@ def summarize(run_dir: Path) -> RunSummary | None:
         config = artifacts.read_config(config_file)
         metrics_file = run_dir / artifacts.METRICS
         history = read_metrics(metrics_file) if metrics_file.is_file() else []
-        evaluation = (
-            json.loads((run_dir / artifacts.EVAL).read_text()) if (run_dir / artifacts.EVAL).is_file() else {}
-        )
+        evaluation = artifacts.read_eval(run_dir)
+        validated = [record for record in history if record.validation is not None]
+        best = min(validated, key=lambda record: record.validation.loss, default=None)  # type: ignore[union-attr]
         return RunSummary(
             path=run_dir,
             model=config["model"]["name"],
@@ -45,6 +47,8 @@ def summarize(run_dir: Path) -> RunSummary | None:
             nll=evaluation.get("nll"),
             nll_k=evaluation.get("k"),
             seconds=sum(record.seconds for record in history),
+            best_epoch=None if best is None else best.epoch,
+            best_validation=None if best is None or best.validation is None else best.validation.loss,
         )
     except (OSError, ValueError, KeyError, TypeError, ValidationError):
         return None  # a half-written or foreign folder is not listed

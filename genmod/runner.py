@@ -21,10 +21,12 @@ from torch.nn.parallel import DistributedDataParallel
 from genmod import artifacts, distributed
 from genmod.checkpoint import (
     BEST,
+    EXPORTED_SUFFIX,
     Best,
     CheckpointState,
     load_checkpoint,
     load_weights_file,
+    read_exported,
     save_best,
     save_checkpoint,
 )
@@ -34,11 +36,12 @@ from genmod.config_loader import resolve_run_config
 from genmod.data import Data, load_data
 from genmod.errors import CheckpointError, ConfigError, GenmodError, PluginError
 from genmod.kinds import BY_NAME
-from genmod.loggers import LOGGERS
+from genmod.loggers import Trackers
 from genmod.metrics import EpochRecord, SplitMetrics, write_metrics
 from genmod.model import GenerativeModel
 from genmod.optim import Schedule, make_optimizer
 from genmod.plugins import Registry
+from genmod.precision import COMPILE_MIN_STEPS, autocast_dtype, compile_module, compile_wanted
 from genmod.probe import probe_model
 from genmod.progress import RunReporter
 from genmod.specs import ModelContext
@@ -155,9 +158,23 @@ def load_trained(
 
     ``checkpoint`` is ``best`` (the best validation epoch's weights), ``last``, or ``None``:
     the best where the run kept one (it had a validation set), else the last. A shipped model
-    (``pretrained/NAME``) has only ``best.pt`` and the run's config and metrics.
+    (``pretrained/NAME``) has only ``best.pt`` and the run's config and metrics; ``run_dir``
+    may also be a weights file ``genmod export`` wrote.
     """
     config = resolve_run_config(registry, run_dir=run_dir)
+    if run_dir.suffix == EXPORTED_SUFFIX and run_dir.is_file():
+        if checkpoint is not None:
+            raise CheckpointError(f"{run_dir} holds one set of weights: drop --checkpoint")
+        state: dict[str, Any] = read_exported(run_dir, config.model.name)
+    else:
+        state = run_weights(run_dir, config.model.name, checkpoint)
+    model = build_model(config, registry, tuple(state["data_shape"]))
+    load_weights(model, state["model"])
+    return config, model.to(device).eval(), int(state["epoch"])
+
+
+def run_weights(run_dir: Path, model_name: str, checkpoint: str | None) -> dict[str, Any]:
+    """``best.pt`` or the last checkpoint of a run folder, as ``checkpoint`` asks."""
     has_best, has_last = (run_dir / BEST).is_file(), (run_dir / CHECKPOINT).is_file()
     if checkpoint == "best" and not has_best:
         raise CheckpointError(
@@ -168,12 +185,8 @@ def load_trained(
             f"{run_dir} holds only the best epoch's weights ({BEST}): drop --checkpoint last"
         )
     if checkpoint != "last" and has_best:
-        state: dict[str, Any] = load_weights_file(run_dir / BEST, config.model.name)
-    else:
-        state = dict(load_checkpoint(run_dir / CHECKPOINT, config.model.name))
-    model = build_model(config, registry, tuple(state["data_shape"]))
-    load_weights(model, state["model"])
-    return config, model.to(device).eval(), int(state["epoch"])
+        return load_weights_file(run_dir / BEST, model_name)
+    return dict(load_checkpoint(run_dir / CHECKPOINT, model_name))
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -244,6 +257,10 @@ class Run:
         self.topology = topology
         self.device = device
         self.reporter = reporter if topology.is_main else RunReporter(Console(quiet=True))
+        # Built first, so that a tracker's missing client stops the run before the data loads.
+        self.trackers = Trackers(
+            {ref.name: registry.build_logger(ref) for ref in train.loggers} if topology.is_main else {}
+        )
         torch.manual_seed(train.seed + topology.rank)
         self.generator = torch.Generator().manual_seed(train.seed)
         self.data: Data = load_data(registry.dataset(config.data.name), config.data, device)
@@ -259,6 +276,11 @@ class Run:
             )
         shape = tuple(self.data.train.shape[1:])
         self.model = build_model(config, registry, shape, probe=self.data.train[:2])
+        self.dtype = autocast_dtype(train.precision, device)
+        steps = steps_in_epoch(len(self.data.train), train.batch_size) * train.epochs
+        self.compiled = compile_wanted(train.compile, steps, COMPILE_MIN_STEPS)
+        if self.compiled:
+            compile_module(self.model)
         self.trained: torch.nn.Module = (
             DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None)
             if topology.distributed
@@ -271,7 +293,6 @@ class Run:
         self.history: list[EpochRecord] = []
         self.epoch = 0
         self.position: EpochPosition | None = None
-        self.logger = LOGGERS[train.logger]() if train.logger != "none" else None
         self.resume = resume
         self.out_dir: Path = distributed.broadcast(out_dir or default_out_dir(config.model.name))
         if resume:
@@ -357,7 +378,9 @@ class Run:
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.config.train.seed)
             images = self.model.sample(self.config.train.samples)
-        artifacts.save_grid(images, self.out_dir / artifacts.samples_name(self.epoch))
+        path = self.out_dir / artifacts.samples_name(self.epoch)
+        artifacts.save_grid(images, path)
+        self.trackers.log_images([path], self.epoch)
 
     @torch.inference_mode()
     def save_final_outputs(self) -> None:
@@ -368,6 +391,8 @@ class Run:
                 originals, self.model.reconstruct(originals), self.out_dir / artifacts.RECONSTRUCTIONS
             )
         artifacts.plot_losses(self.history, self.out_dir / artifacts.LOSS_PLOT)
+        written = [self.out_dir / name for name in (artifacts.RECONSTRUCTIONS, artifacts.LOSS_PLOT)]
+        self.trackers.log_images([path for path in written if path.is_file()], self.epoch)
 
     def _complete(self) -> str:
         done = f"{self.out_dir} is complete: {self.epoch} epochs"
@@ -395,13 +420,18 @@ class Run:
     def _evaluate(self, images: torch.Tensor) -> SplitMetrics:
         """The bound over ``images``, each process evaluating its share."""
         rank, world = self.topology.rank, self.topology.world_size
-        totals = evaluate(self.model, images.tensor_split(world)[rank], self.config.train.eval_batch_size)
+        totals = evaluate(
+            self.model, images.tensor_split(world)[rank], self.config.train.eval_batch_size, self.dtype
+        )
         return SplitMetrics.from_totals(distributed.all_reduce_sum(totals), self.model.terms)
 
     def _where(self) -> str:
         world = self.topology.world_size
         backend = distributed.backend(self.device)
         return str(self.device) + (f", {world} processes ({backend})" if world > 1 else "")
+
+    def _arithmetic(self) -> str:
+        return ("bf16" if self.dtype is not None else "fp32") + (", compiled" if self.compiled else "")
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> list[EpochRecord]:
@@ -411,17 +441,33 @@ class Run:
         if self.resume and (self.epoch >= train.epochs or self.stopped_early()):
             self.reporter.note(self._complete())
             return self.history
+        if main:
+            config = self.config.to_dict()
+            for line in self.trackers.open(self.out_dir, config, _flat(config)):
+                self.reporter.note(line)
+        try:
+            return self._fit()
+        finally:
+            self.trackers.close()
+
+    def _fit(self) -> list[EpochRecord]:
+        train = self.config.train
+        main = self.topology.is_main
         if main and self.resume:
             self._record_changes()
         elif main:
             artifacts.write_config(self.config.to_dict(), self.out_dir / artifacts.CONFIG)
             if 0 in train.sample_epochs:
                 self.save_samples()
-        if main and self.logger is not None:
-            self.reporter.note(self.logger.open(self.out_dir))
         parameters = sum(p.numel() for p in self.model.parameters())
         self.reporter.start(
-            self.config.model.name, self.out_dir, self._where(), parameters, self.epoch + 1, self.resume
+            self.config.model.name,
+            self.out_dir,
+            self._where(),
+            self._arithmetic(),
+            parameters,
+            self.epoch + 1,
+            self.resume,
         )
         stops = _StopRequests()
         # Under torchrun every process gets the signal at its own moment, so ranks could stop
@@ -443,8 +489,6 @@ class Run:
             ) from None
         finally:
             self.reporter.stop()
-            if self.logger is not None:
-                self.logger.close()
         if stops.requested and self.epoch < train.epochs:
             done = (
                 f"epoch {self.epoch + 1}, step {self.position.step}"
@@ -485,6 +529,7 @@ class Run:
             binarize=self.data.dynamic_binarization,
             should_stop=lambda: stops.requested,
             shard=(self.topology.rank, self.topology.world_size),
+            dtype=self.dtype,
         )
         if self.position.step < steps:
             return  # stopped mid-epoch: fit checkpoints this position
@@ -516,6 +561,5 @@ class Run:
         self.checkpoint(best=improved)
         if self.topology.is_main:
             write_metrics(self.history, self.out_dir / artifacts.METRICS)
-            if self.logger is not None:
-                self.logger.log(record)
+            self.trackers.log(record)
         self.reporter.epoch_done(record, train.epochs)

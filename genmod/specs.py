@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from genmod.components import Encoder, Likelihood, Prior
     from genmod.config import ComponentRef, ModelConfig, VAEConfig
+    from genmod.loggers import Logger
     from genmod.model import GenerativeModel
 
 ComponentKind = Literal["encoder", "decoder", "prior", "likelihood"]
@@ -83,6 +84,21 @@ class DatasetSpec:
     name: str
     build: Callable[[Path, str, bool], torch.Tensor]
     expects: str = "the folder holding the dataset"
+    description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggerSpec:
+    """A named experiment tracker.
+
+    ``build(options)`` returns a :class:`genmod.Logger`; ``options`` is an instance of the
+    pydantic class ``options``, validated from the mapping form of the name in
+    ``train.loggers`` (``{name: mlflow, experiment: vae-sweep}``).
+    """
+
+    name: str
+    build: Callable[[Any], Logger]
+    options: type[BaseModel] = NoOptions
     description: str = ""
 
 

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from genmod.errors import TrainingError
 from genmod.model import GenerativeModel, TrainingProgress
+from genmod.precision import autocast
 
 # How many steps pass between reads of the loss on the host: each read is a device sync.
 REPORT_EVERY = 20
@@ -53,12 +54,14 @@ def unwrapped(model: torch.nn.Module) -> GenerativeModel:
     return getattr(model, "module", model)
 
 
-def _summed_terms(model: torch.nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """The objective for ``x`` and the sums of (bound, *terms, images), detached."""
-    loss, bound = model(x)
+def _summed_terms(model: torch.nn.Module, x: Tensor, dtype: torch.dtype | None) -> tuple[Tensor, Tensor]:
+    """The objective for ``x`` and the sums of (bound, *terms, images), detached; the layers
+    run in ``dtype`` (None: float32), the sums are float32."""
+    with autocast(dtype, x.device):
+        loss, bound = model(x)
     count = torch.tensor(float(len(x)), device=x.device)
-    terms = [bound.terms[name].sum() for name in unwrapped(model).terms]
-    return loss, torch.stack((bound.value.sum(), *terms, count)).detach()
+    terms = [bound.terms[name].float().sum() for name in unwrapped(model).terms]
+    return loss.float(), torch.stack((bound.value.float().sum(), *terms, count)).detach()
 
 
 def new_totals(model: torch.nn.Module, device: torch.device | str = "cpu") -> Tensor:
@@ -79,12 +82,14 @@ def train_epoch(
     binarize: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
     shard: tuple[int, int] = (0, 1),
+    dtype: torch.dtype | None = None,
 ) -> EpochPosition:
     """Train on ``images`` in an order drawn from ``generator``, from ``position`` onwards.
 
     Returns the position reached: the whole epoch, or the step after which ``should_stop()``
     said to stop. With ``binarize`` each batch is a fresh Bernoulli draw of its pixels; with
-    ``shard=(rank, world)`` this process takes its slice of every global batch. Before each
+    ``shard=(rank, world)`` this process takes its slice of every global batch; with ``dtype``
+    (``train.precision``) the forward pass runs under autocast to it. Before each
     step the model's :attr:`~genmod.GenerativeModel.progress` is set, so schedules inside the
     model (KL warm-up) follow the checkpointed position. ``on_progress(steps_done,
     recent_loss)`` is called every :data:`REPORT_EVERY` steps. A non-finite loss raises
@@ -108,7 +113,7 @@ def train_epoch(
         if len(index) >= world:  # a last batch too small to give every process a share is left out
             target.progress = TrainingProgress(epoch=epoch, step=step - 1, steps_per_epoch=len(batches))
             x = images[index.tensor_split(world)[rank]]
-            loss, sums = _summed_terms(model, torch.bernoulli(x) if binarize else x)
+            loss, sums = _summed_terms(model, torch.bernoulli(x) if binarize else x, dtype)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if rules.apply(parameters):
@@ -145,10 +150,12 @@ def steps_in_epoch(images: int, batch_size: int) -> int:
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, images: Tensor, batch_size: int) -> Tensor:
+def evaluate(
+    model: torch.nn.Module, images: Tensor, batch_size: int, dtype: torch.dtype | None = None
+) -> Tensor:
     """Sums of (bound, *terms, images) over ``images``, one posterior sample each."""
     model.eval()
     totals = new_totals(model, images.device)
     for x in images.split(batch_size):
-        totals += _summed_terms(model, x)[1]
+        totals += _summed_terms(model, x, dtype)[1]
     return totals

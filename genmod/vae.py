@@ -50,7 +50,7 @@ class VAE(GenerativeModel):
         """The negative ELBO's terms per example, from one posterior sample each."""
         posterior = self.encoder(x)
         z = posterior.rsample()
-        reconstruction = -self.likelihood(self.decoder(z)).log_prob(x)
+        reconstruction = -self.likelihood.log_prob(self.decoder(z), x)
         return ELBOTerms(reconstruction=reconstruction, kl=kl_term(posterior, self.prior.distribution(), z))
 
     def kl_weight(self) -> float:
@@ -76,7 +76,7 @@ class VAE(GenerativeModel):
         chunks = []
         for start in range(0, k, chunk_size):
             z = posterior.rsample((min(chunk_size, k - start),))
-            log_px_z = self.likelihood(self.decoder(z)).log_prob(x)
+            log_px_z = self.likelihood.log_prob(self.decoder(z), x)
             chunks.append(log_px_z + prior.log_prob(z) - posterior.log_prob(z))
         return torch.cat(chunks)
 

@@ -129,3 +129,18 @@ def test_missing_data_names_the_folder_and_files(tmp_path):
     assert result.exit_code == 1
     assert "nowhere" in result.output and "train-images-idx3-ubyte" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_compiled_bf16_runs_repeat_exactly_and_resume_bit_for_bit(tmp_path):
+    fast = ("--set", "train.compile=true", "--set", "train.precision=bf16")
+    assert small_run(tmp_path / "whole", "--epochs", 3, *fast).exit_code == 0
+    assert small_run(tmp_path / "again", "--epochs", 3, *fast).exit_code == 0
+    assert small_run(tmp_path / "split", "--epochs", 2, *fast).exit_code == 0
+    resumed = genmod("run", "--resume", tmp_path / "split", "--epochs", 3)
+    assert resumed.exit_code == 0 and "bf16, compiled" in resumed.output, resumed.output
+    assert losses(tmp_path / "again") == losses(tmp_path / "whole") == losses(tmp_path / "split")
+    fp32 = small_run(tmp_path / "fp32", "--epochs", 3, "--set", "train.precision=fp32")
+    assert fp32.exit_code == 0
+    # Another arithmetic, the same training: within a nat, not bit-identical.
+    for a, b in zip(metrics(tmp_path / "fp32"), metrics(tmp_path / "whole"), strict=True):
+        assert a["test"]["loss"] != b["test"]["loss"] and abs(a["test"]["loss"] - b["test"]["loss"]) < 2.0

@@ -1,5 +1,5 @@
-"""The docs are executed: writing-plugins.md's files are written and its commands run, and
-python-api.md's code blocks run, in order."""
+"""The docs are executed: writing-plugins.md's files are written and its commands run,
+python-api.md's code blocks run, in order, and the quickstart notebook runs on small data."""
 
 import os
 import re
@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from helpers import pip_install
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
+EXAMPLES = DOCS.parent / "examples"
 DOC = DOCS / "writing-plugins.md"
 BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
 
@@ -57,3 +60,16 @@ def test_python_api_page_runs(tmp_path, data_dir):
     for body in blocks:  # the autouse fixture runs each test in its own folder: tmp_path
         exec(compile(body, "python-api.md", "exec"), namespace)
     assert (tmp_path / "runs" / "quick" / "best.pt").is_file()
+
+
+def test_quickstart_notebook_runs(tmp_path, data_dir):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.read(EXAMPLES / "quickstart.ipynb", as_version=4)
+    parameters = next(cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", []))
+    parameters.source = "epochs = 2\nlimit = 2000"  # small data, as papermill would inject it
+    nbclient.NotebookClient(notebook, timeout=600, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    assert sum("image/png" in output.get("data", {}) for output in outputs) == 2  # the plots
+    assert any("IS-NLL" in output.get("text", "") for output in outputs)
+    assert (tmp_path / "runs" / "notebook" / "metrics.jsonl").is_file()

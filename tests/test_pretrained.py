@@ -38,3 +38,13 @@ def test_the_recipe_reproduces_the_first_epochs_of_a_shipped_model(folder, tmp_p
     assert result.exit_code == 0, result.output
     shipped = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()[:3]]
     assert losses(out) == [{k: v for k, v in row.items() if k != "seconds"} for row in shipped]
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
+def test_info_says_where_a_shipped_model_came_from(folder):
+    result = genmod("info", folder)
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads((folder / "eval.json").read_text())
+    assert f"genmod run --config {folder / 'config.yaml'}" in result.output
+    assert f"IS-NLL {evaluation['nll']:.2f}" in result.output and f"k={evaluation['k']}" in result.output
+    assert f"weights: epoch {evaluation['epoch']}" in result.output

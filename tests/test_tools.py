@@ -1,7 +1,6 @@
-"""sample, reconstruct, manifold, runs, TensorBoard and users' own datasets."""
+"""sample, reconstruct, manifold, runs and users' own datasets."""
 
 import json
-import sys
 
 import pytest
 import torch
@@ -72,20 +71,6 @@ def test_runs_table(run_dir):
     assert genmod("runs", run_dir.parent / "missing").exit_code == 2
 
 
-def test_tensorboard_logger(tmp_path, monkeypatch):
-    out = tmp_path / "tb"
-    assert small_run(out, "--epochs", 2, "--logger", "tensorboard").exit_code == 0
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(out / "tensorboard"))
-    events.Reload()
-    assert [e.step for e in events.Scalars("test/loss")] == [1, 2]
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
-    missing = small_run(tmp_path / "no-tb", "--epochs", 1, "--logger", "tensorboard")
-    assert missing.exit_code == 2 and "pip install tensorboard" in missing.output
-    assert not (tmp_path / "no-tb").exists()
-
-
 def test_fashion_mnist(tmp_path):
     out = tmp_path / "fashion"
     result = small_run(out, "--epochs", 1, "--set", "data.name=fashion-mnist")
@@ -144,3 +129,22 @@ def test_image_folder_dataset(tmp_path, mnist):
         "run", "mlp-vae", "--set", "data.name=image-folder", "--data-dir", tmp_path, "--out", tmp_path / "bad"
     )
     assert missing.exit_code == 1 and "train/ and test/ subfolders" in missing.output
+
+
+def test_export_is_taken_by_every_command_and_gives_the_same_nll(run_dir, tmp_path):
+    path = tmp_path / "latent2.safetensors"
+    assert genmod("export", run_dir, "-o", path).exit_code == 0
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:  # plain tensors and strings: nothing to unpickle
+        assert json.loads(handle.metadata()["config"])["model"]["latent_dim"] == 2
+    for source in (run_dir, path):
+        assert genmod("eval", source, "--k", 20, "--images", 50).exit_code == 0
+    from_run = json.loads((run_dir / "eval.json").read_text())
+    from_export = json.loads((tmp_path / "latent2.eval.json").read_text())
+    assert from_export["nll"] == from_run["nll"] and from_export["epoch"] == from_run["epoch"]
+    for command in ("sample", "reconstruct", "manifold"):
+        assert genmod(command, path).exit_code == 0, command
+        assert (tmp_path / f"latent2.{command.replace('sample', 'samples')}.png").is_file()
+    assert "drop --checkpoint" in genmod("eval", path, "--checkpoint", "last").output
+    assert genmod("export", run_dir, "-o", tmp_path / "weights.pt").exit_code == 2

@@ -1,11 +1,12 @@
-"""genmod's built-in plugin: the standard normal prior, the Bernoulli likelihood and the
-torchvision datasets. It is registered through the ``genmod`` entry-point group like any
+"""genmod's built-in plugin: the standard normal prior, the Bernoulli likelihood, the
+torchvision datasets and the experiment trackers. It is registered through the ``genmod`` entry-point group like any
 third-party plugin, so it can be listed, replaced or left out in the same way."""
 
 from __future__ import annotations
 
 from genmod.builtins.datasets import DATASETS
 from genmod.builtins.likelihoods import BernoulliLikelihood
+from genmod.builtins.loggers import LOGGERS
 from genmod.builtins.priors import StandardNormalPrior
 from genmod.hookspecs import hookimpl
 from genmod.specs import ComponentSpec
@@ -36,4 +37,10 @@ def register_likelihoods(register):
 @hookimpl
 def register_datasets(register):
     for spec in DATASETS:
+        register(spec)
+
+
+@hookimpl
+def register_loggers(register):
+    for spec in LOGGERS:
         register(spec)

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Normal, TransformedDistribution, constraints
+from torch.distributions import Distribution, TransformedDistribution, constraints
 from torch.distributions.transforms import Transform
 
-from genmod import ComponentContext, Encoder
+from genmod import ComponentContext, Encoder, diagonal_gaussian
 from genmod_zoo.gated import LOG_VAR_RANGE, gated_mlp
 
 # Kingma et al. start each gate near "keep z" (sigmoid(1) ~ 0.73), so a fresh flow is close
@@ -76,7 +76,8 @@ class IAFStep(Transform):
 
     def _gate(self, z: Tensor) -> tuple[Tensor, Tensor]:
         m, s = self.made(z, self.h)
-        return m, torch.sigmoid(s + FORGET_BIAS)
+        # float32 under bf16 autocast: the flow's log-determinant is part of the bound.
+        return m.float(), torch.sigmoid(s.float() + FORGET_BIAS)
 
     def _call(self, z: Tensor) -> Tensor:
         m, sigma = self._gate(z)
@@ -129,7 +130,7 @@ class IAFEncoder(Encoder):
     def forward(self, x: Tensor) -> Distribution:
         features = self.body(x.flatten(1))
         log_var = torch.clamp(self.log_var(features), *LOG_VAR_RANGE)
-        base = Independent(Normal(self.mean(features), torch.exp(0.5 * log_var), validate_args=False), 1)
+        base = diagonal_gaussian(self.mean(features), log_var)
         h = self.context(features)
         return TransformedDistribution(base, [IAFStep(made, h) for made in self.steps], validate_args=False)
 

@@ -98,7 +98,7 @@ class HVAE(GenerativeModel):
         q1 = self.q_z1(self.q_z1_features(x.flatten(1), z2))
         z1 = q1.rsample()
         p1 = self.p_z1(self.p_z1_features(z2))
-        log_px = self.likelihood(self._decode(z1, z2)).log_prob(x)
+        log_px = self.likelihood.log_prob(self._decode(z1, z2), x)
         kl_z1 = q1.log_prob(z1) - p1.log_prob(z1)
         kl_z2 = q2.log_prob(z2) - self.prior.distribution().log_prob(z2)
         return log_px, kl_z1, kl_z2

@@ -1,0 +1,66 @@
+"""Numeric precision and compilation: what ``train.precision``, ``train.compile`` and
+``genmod eval --precision/--compile`` switch on.
+
+Measured on the 2-core AVX-512 CPU this was written on (benchmarks/epoch_time.py and
+eval_time.py): bfloat16 autocast makes the reference training step 1.27x faster, and
+``torch.compile`` on top of it 1.5x; the importance-sampled evaluator is 2x faster with both.
+bfloat16 applies to the layers (matrix multiplies and convolutions, through
+:func:`torch.autocast`); distributions, losses and log-sum-exps stay in float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TypeVar
+
+import torch
+
+from genmod.config import Compile, Precision
+
+# Compiling the reference model takes 5-40 s (less with inductor's on-disk cache); it saves
+# about 1.2 ms a training step, so it pays for itself after a few thousand steps.
+COMPILE_MIN_STEPS = 5_000
+# ... and for evaluation, after about a million importance samples.
+COMPILE_MIN_SAMPLES = 1_000_000
+
+_F = TypeVar("_F", bound=Callable[..., object])
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively (and so faster than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
+    """The dtype layers run in (None: float32). ``auto`` is bf16 where the device has native
+    bfloat16 arithmetic, else fp32."""
+    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
+        return torch.bfloat16
+    return None
+
+
+def autocast(dtype: torch.dtype | None, device: torch.device) -> AbstractContextManager[None]:
+    """Layers in ``dtype`` inside the block (a no-op for None)."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def compile_wanted(setting: Compile, work: int, threshold: int) -> bool:
+    """True or False as said; ``auto`` compiles when ``work`` (steps or samples) reaches
+    ``threshold``, where compiling pays for itself."""
+    return work >= threshold if setting == "auto" else setting
+
+
+def compiled(function: _F) -> _F:
+    """``torch.compile`` with eager random numbers, so that a compiled run draws exactly the
+    samples an eager one draws (same seed, same noise) and resume stays bit-exact."""
+    return torch.compile(function, options={"fallback_random": True})  # type: ignore[return-value]
+
+
+def compile_module(module: torch.nn.Module) -> None:
+    """Compile ``module``'s forward in place: its class, attributes and state-dict keys stay."""
+    module.compile(options={"fallback_random": True})
