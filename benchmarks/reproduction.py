@@ -35,14 +35,29 @@ REFERENCES = {
 }
 
 
-def ship(run_dir: Path, name: str) -> None:
-    missing = [f for f in SHIPPED if not (run_dir / f).is_file()]
+def ship(run_dir: Path, name: str, *, half: bool = False) -> None:
+    """Copy the run's records into ``pretrained/NAME``. With ``half`` the weights are stored as
+    float16 (they load into the float32 model as they are), which halves a file that would
+    pass the 10 MB limit; the row's ``eval.json`` is then left to ``genmod eval
+    pretrained/NAME --k 5000``, so that it describes the weights that ship."""
+    files = [f for f in SHIPPED if not (half and f == "eval.json")]
+    missing = [f for f in files if not (run_dir / f).is_file()]
     if missing:
         raise SystemExit(f"{run_dir} lacks {', '.join(missing)} (eval.json: genmod eval {run_dir} --k 5000)")
     target = PRETRAINED / name
     target.mkdir(parents=True, exist_ok=True)
-    for file in SHIPPED:
+    for file in files:
         shutil.copy2(run_dir / file, target / file)
+    if half:
+        import torch
+
+        weights = torch.load(target / "best.pt", weights_only=True)
+        weights["model"] = {
+            key: value.half() if value.is_floating_point() else value
+            for key, value in weights["model"].items()
+        }
+        torch.save(weights, target / "best.pt")
+        print(f"now run: genmod eval {target} --k 5000")
     print(f"shipped {run_dir} as {target}")
 
 
@@ -82,10 +97,11 @@ def main() -> None:
     shipping = commands.add_parser("ship", help="copy a run's best weights and records into pretrained/NAME")
     shipping.add_argument("run_dir", type=Path)
     shipping.add_argument("name")
+    shipping.add_argument("--half", action="store_true", help="store the weights as float16")
     commands.add_parser("table", help="write benchmarks/reproduction.md from pretrained/")
     args = parser.parse_args()
     if args.command == "ship":
-        ship(args.run_dir, args.name)
+        ship(args.run_dir, args.name, half=args.half)
     else:
         table()
 

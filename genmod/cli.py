@@ -614,7 +614,8 @@ def runs(
 ) -> None:
     """A table of past runs.
 
-    Model, epochs, best validation or test -ELBO, IS-NLL if evaluated, training time."""
+    Model, epochs, the test -ELBO of the kept weights (best validation epoch, else last),
+    IS-NLL if evaluated, training time."""
     from genmod.run_index import list_runs
 
     if not directory.is_dir():
@@ -624,13 +625,13 @@ def runs(
             summary.path.name,
             summary.model,
             f"{summary.epochs_done}/{summary.epochs_planned}",
-            "-" if summary.best_test_loss is None else f"{summary.best_test_loss:.2f}",
+            "-" if summary.test_loss is None else f"{summary.test_loss:.2f}",
             "-" if summary.nll is None else f"{summary.nll:.2f} k={summary.nll_k}",
             f"{summary.seconds:.0f} s",
         )
         for summary in list_runs(directory)
     ]
-    columns = ("run", "model", "epochs", "best test", "IS-NLL", "time")
+    columns = ("run", "model", "epochs", "test -ELBO", "IS-NLL", "time")
     table = _table(f"runs in {directory} (nats per image)", *columns, fixed=columns)
     console.print(_fit(table, rows))
 

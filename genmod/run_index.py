@@ -17,7 +17,9 @@ class RunSummary:
     model: str
     epochs_done: int
     epochs_planned: int
-    best_test_loss: float | None
+    test_loss: float | None
+    """The test -ELBO of the epoch whose weights the run keeps: the best validation epoch, else
+    the last (never the best test epoch: the test set chooses nothing)."""
     nll: float | None
     nll_k: int | None
     seconds: float
@@ -38,12 +40,13 @@ def summarize(run_dir: Path) -> RunSummary | None:
         evaluation = artifacts.read_eval(run_dir)
         validated = [record for record in history if record.validation is not None]
         best = min(validated, key=lambda record: record.validation.loss, default=None)  # type: ignore[union-attr]
+        kept = best or (history[-1] if history else None)
         return RunSummary(
             path=run_dir,
             model=config["model"]["name"],
             epochs_done=len(history),
             epochs_planned=int(config.get("train", {}).get("epochs", 0)),
-            best_test_loss=min((record.test.loss for record in history), default=None),
+            test_loss=None if kept is None else kept.test.loss,
             nll=evaluation.get("nll"),
             nll_k=evaluation.get("k"),
             seconds=sum(record.seconds for record in history),

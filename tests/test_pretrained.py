@@ -14,6 +14,9 @@ from helpers import genmod, losses
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 SHIPPED = sorted(p for p in PRETRAINED.iterdir() if p.is_dir()) if PRETRAINED.is_dir() else []
+# Epochs of each recipe the suite retrains (3 by default); the HVAE's take 30 s each here, so
+# the suite checks its first and the README gives the 3-epoch command.
+EPOCHS_CHECKED = {"hvae-vampprior": 1}
 
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
@@ -33,10 +36,12 @@ def test_a_shipped_model_is_small_evaluates_and_samples(folder, tmp_path, data_d
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
 def test_the_recipe_reproduces_the_first_epochs_of_a_shipped_model(folder, tmp_path, data_dir):
-    out = tmp_path / "again"
-    result = genmod("run", "--config", folder / "config.yaml", "--epochs", 3, "--out", out, "--device", "cpu")
+    out, epochs = tmp_path / "again", EPOCHS_CHECKED.get(folder.name, 3)
+    result = genmod(
+        "run", "--config", folder / "config.yaml", "--epochs", epochs, "--out", out, "--device", "cpu"
+    )
     assert result.exit_code == 0, result.output
-    shipped = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()[:3]]
+    shipped = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()[:epochs]]
     assert losses(out) == [{k: v for k, v in row.items() if k != "seconds"} for row in shipped]
 
 
