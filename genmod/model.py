@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import torch
 from torch import Tensor, nn
 
 
@@ -55,11 +54,10 @@ class TrainingProgress:
         """A linear warm-up from 0 to 1 over the first ``epochs`` epochs (1 if ``epochs`` is 0)."""
         return self._ramp(epochs) if epochs else 1.0
 
-    # Left out of compiled graphs: a compiled model would otherwise guard on the step and
-    # recompile at every one (the returned float is an input to the graph, not a constant).
-    # Without a warm-up, ``ramp`` never gets here, so the graph is not broken at all.
-    @torch.compiler.disable
     def _ramp(self, epochs: float) -> float:
+        # Left out of compiled graphs (genmod.precision marks it when it first compiles): a
+        # compiled model would otherwise guard on the step and recompile at every one. Without
+        # a warm-up ``ramp`` never gets here, so the graph is not broken at all.
         return min(1.0, self.epochs_done / epochs)
 
 

@@ -10,6 +10,7 @@ bfloat16 applies to the layers (matrix multiplies and convolutions, through
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TypeVar
@@ -17,6 +18,7 @@ from typing import TypeVar
 import torch
 
 from genmod.config import Compile, Precision
+from genmod.model import TrainingProgress
 
 # Compiling the reference model takes 5-40 s (less with inductor's on-disk cache); it saves
 # about 1.2 ms a training step, so it pays for itself after a few thousand steps.
@@ -55,12 +57,22 @@ def compile_wanted(setting: Compile, work: int, threshold: int) -> bool:
     return work >= threshold if setting == "auto" else setting
 
 
+@functools.cache
+def _leave_out_of_graphs() -> None:
+    """Mark what compiled graphs must call instead of tracing: the warm-up ramp, whose value
+    changes every step. Done at the first compilation, not at import: ``torch.compiler.disable``
+    imports torch._dynamo, which would add a second to every ``genmod list``."""
+    TrainingProgress._ramp = torch.compiler.disable(TrainingProgress._ramp)  # type: ignore[method-assign]
+
+
 def compiled(function: _F) -> _F:
     """``torch.compile`` with eager random numbers, so that a compiled run draws exactly the
     samples an eager one draws (same seed, same noise) and resume stays bit-exact."""
+    _leave_out_of_graphs()
     return torch.compile(function, options={"fallback_random": True})  # type: ignore[return-value]
 
 
 def compile_module(module: torch.nn.Module) -> None:
     """Compile ``module``'s forward in place: its class, attributes and state-dict keys stay."""
+    _leave_out_of_graphs()
     module.compile(options={"fallback_random": True})
