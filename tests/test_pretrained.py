@@ -53,3 +53,13 @@ def test_info_says_where_a_shipped_model_came_from(folder):
     assert f"genmod run --config {folder / 'config.yaml'}" in result.output
     assert f"IS-NLL {evaluation['nll']:.2f}" in result.output and f"k={evaluation['k']}" in result.output
     assert f"weights: epoch {evaluation['epoch']}" in result.output
+
+
+@pytest.mark.parametrize(
+    "recipe", sorted((PRETRAINED.parent / "configs").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_every_recipe_under_configs_validates(recipe, registry):
+    from genmod.config_loader import resolve_run_config
+
+    config = resolve_run_config(registry, config_file=recipe)
+    assert config.model.name and config.train.epochs >= 1
