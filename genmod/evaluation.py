@@ -14,7 +14,14 @@ from torch import Tensor
 from genmod.config import Compile, Precision
 from genmod.elbo import log_mean_exp
 from genmod.model import GenerativeModel
-from genmod.precision import COMPILE_MIN_SAMPLES, autocast, autocast_dtype, compile_wanted, compiled
+from genmod.precision import (
+    COMPILE_MIN_SAMPLES,
+    autocast,
+    autocast_dtype,
+    compile_wanted,
+    compiled,
+    precision_name,
+)
 
 # Latents decoded at once: bounds the evaluator's working memory (about 0.3 GB for the
 # reference MLP) whatever k and the number of images.
@@ -103,5 +110,6 @@ def importance_sampled_nll(
     nll, nll_se = _mean_and_se(-torch.cat(log_px))
     neg_elbo, neg_elbo_se = _mean_and_se(-torch.cat(elbo))
     seconds = time.perf_counter() - started
-    arithmetic = "fp32" if dtype is None else "bf16"
-    return NLLResult(len(images), k, nll, nll_se, neg_elbo, neg_elbo_se, seconds, arithmetic, use_compile)
+    return NLLResult(
+        len(images), k, nll, nll_se, neg_elbo, neg_elbo_se, seconds, precision_name(dtype), use_compile
+    )

@@ -47,6 +47,11 @@ def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | 
     return None
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """How reports name the layers' arithmetic: ``fp32`` (None) or ``bf16``."""
+    return "fp32" if dtype is None else "bf16"
+
+
 def autocast(dtype: torch.dtype | None, device: torch.device) -> AbstractContextManager[None]:
     """Layers in ``dtype`` inside the block (a no-op for None)."""
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)

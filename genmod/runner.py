@@ -41,7 +41,7 @@ from genmod.metrics import EpochRecord, SplitMetrics, write_metrics
 from genmod.model import GenerativeModel
 from genmod.optim import Schedule, make_optimizer
 from genmod.plugins import Registry
-from genmod.precision import COMPILE_MIN_STEPS, autocast_dtype, compile_module, compile_wanted
+from genmod.precision import COMPILE_MIN_STEPS, autocast_dtype, compile_module, compile_wanted, precision_name
 from genmod.probe import probe_model
 from genmod.progress import RunReporter
 from genmod.specs import ModelContext
@@ -431,7 +431,7 @@ class Run:
         return str(self.device) + (f", {world} processes ({backend})" if world > 1 else "")
 
     def _arithmetic(self) -> str:
-        return ("bf16" if self.dtype is not None else "fp32") + (", compiled" if self.compiled else "")
+        return precision_name(self.dtype) + (", compiled" if self.compiled else "")
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> list[EpochRecord]:
