@@ -157,8 +157,8 @@ def export(run: str | Path, out: str | Path | None = None, *, checkpoint: str | 
 
 
 def dataset(run: str | Path, *, root: str | Path | None = None, plugins: Sequence[str | Path] = ()) -> Data:
-    """The images a run was trained and tested on (its config's ``data`` section), on the CPU;
-    ``root`` reads them from another folder."""
+    """The images a run was trained and tested on (its config's ``data`` section), on the CPU,
+    as float in [0, 1]; ``root`` reads them from another folder."""
     from genmod.data import load_data
 
     run_dir = Path(run)
@@ -166,7 +166,7 @@ def dataset(run: str | Path, *, root: str | Path | None = None, plugins: Sequenc
     found = registry([*files, *saved_plugins(run_dir, files)])
     config = resolve_run_config(found, run_dir=run_dir)
     data_config = config.data.model_copy(update={"root": Path(root)} if root else {})
-    return load_data(found.dataset(data_config.name), data_config, torch.device("cpu"))
+    return load_data(found.dataset(data_config.name), data_config, torch.device("cpu")).as_float()
 
 
 def evaluate(

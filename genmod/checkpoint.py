@@ -35,7 +35,8 @@ class Position(TypedDict):
 
     order_state: torch.Tensor
     step: int
-    totals: torch.Tensor
+    totals: list[torch.Tensor]
+    """Every process's sums so far, in rank order (one tensor, not a list, before genmod 0.3)."""
     skipped: int
 
 

@@ -340,13 +340,17 @@ def run(
         "train.loggers": f"[{', '.join(logger)}]" if logger else None,
     }
     overrides = [*(set_ or []), *(f"{key}={value}" for key, value in shorthands.items() if value is not None)]
+    run_config: RunConfig | Callable[[], RunConfig]
     if resume is not None:
         if model or config or set_ or seed is not None or data_dir is not None or out is not None:
             raise ConfigError(
                 "--resume continues a run with its saved config: drop the model, --config, --set, "
                 "--seed, --data-dir and --out (only --epochs and --device may change)"
             )
-        run_config = resolve_run_config(registry, run_dir=resume, overrides=overrides)
+        read = functools.partial(resolve_run_config, registry, run_dir=resume, overrides=overrides)
+        # A process of a launch reads nothing itself: rank 0 reads the folder and hands the
+        # config on, so that the other machines of a multi-node run need no copy of it.
+        run_config = read if "WORLD_SIZE" in os.environ else read()
         out_dir = resume
     else:
         run_config = resolve_run_config(registry, model=model, config_file=config, overrides=overrides)
@@ -477,6 +481,8 @@ def eval_command(
     table.add_column("value", justify="right")
     table.add_row(f"IS negative log-likelihood (k={k})", f"{result.nll:.2f} ± {result.nll_se:.2f}")
     table.add_row("negative ELBO", f"{result.negative_elbo:.2f} ± {result.negative_elbo_se:.2f}")
+    if result.bits_per_dim is not None:
+        table.add_row("IS negative log-likelihood, bits/dim", f"{result.bits_per_dim:.3f}")
     table.add_row(
         "seconds", f"{result.seconds:.1f} ({result.precision}{', compiled' if result.compiled else ''})"
     )
@@ -538,9 +544,10 @@ def reconstruct(
     import torch
 
     from genmod import artifacts
+    from genmod.data import as_float
 
     registry, config, model, _ = _trained(run_dir, plugin, device, checkpoint, "reconstruct")
-    originals = _data(registry, config, model, data_dir).test[:n]
+    originals = as_float(_data(registry, config, model, data_dir).test[:n])
     path = output or artifacts.beside(run_dir, "reconstruct.png")
     with torch.inference_mode():
         artifacts.save_reconstructions(originals, model.reconstruct(originals), path)
@@ -768,6 +775,66 @@ def new_plugin_command(
     An installable package with an example prior, a model, its recipe and offline tests."""
     root = new_plugin(name, directory)
     console.print(f"created {root}\nnext: pip install -e {root} && genmod list", highlight=False)
+
+
+data_app = typer.Typer(help="Prepare datasets: pack one into shards to stream.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("pack")
+@_user_errors
+def pack(
+    source: Annotated[
+        str,
+        typer.Argument(help="A registered dataset (mnist) or a folder with train/ and test/ image files."),
+    ],
+    out_dir: Annotated[
+        Path, typer.Argument(help="The folder to write; it must not exist yet.", file_okay=False)
+    ],
+    data_dir: Annotated[
+        Optional[Path], typer.Option(help="Folder holding the registered dataset (default as for run).")
+    ] = None,
+    limit: Annotated[
+        Optional[int], typer.Option(min=1, help="Pack the first N training images only.")
+    ] = None,
+    shard_mb: Annotated[float, typer.Option(min=0.01, help="Size of a shard in MB.")] = 64.0,
+    plugin: PluginOption = None,
+) -> None:
+    """Write a dataset as shards that data.name streaming reads.
+
+    Train with: genmod run mlp-vae --set data.name=streaming --data-dir OUT_DIR"""
+    import itertools
+
+    from genmod.streaming import pack as pack_splits
+
+    if out_dir.exists():
+        raise ConfigError(f"{out_dir} already exists: choose a new OUT_DIR")
+    folder = Path(source)
+    if folder.is_dir():
+        from genmod.builtins.datasets import image_files
+
+        splits = {split: image_files(folder / split) for split in ("train", "test")}
+    else:
+        from genmod.data import resolve_root
+
+        spec = _registry(plugin).dataset(source)
+        root = data_dir or resolve_root(DataConfig(name=source))[0]
+        splits = {}
+        for split in ("train", "test"):
+            images = spec.build(root, split, False)
+            if not hasattr(images, "numpy"):
+                raise ConfigError(f"dataset '{source}' is streamed already: pack its source instead")
+            splits[split] = (tuple(images.shape[1:]), iter(images))
+    shape, train = splits["train"]
+    splits["train"] = (shape, itertools.islice(train, limit))
+    counts = pack_splits(splits, out_dir, source, int(shard_mb * 2**20))
+    console.print(
+        f"packed {counts['train']:,} training and {counts['test']:,} test images of shape "
+        f"{'x'.join(map(str, shape))} into {out_dir}\n"
+        f"train on them with: genmod run MODEL --set data.name=streaming --data-dir {out_dir}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _version(value: bool) -> None:

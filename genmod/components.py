@@ -8,6 +8,7 @@ method cannot be instantiated, and the error names the method. Shapes follow
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -44,8 +45,9 @@ class Encoder(_Interface):
 class Decoder(_Interface):
     """Maps latents ``z`` of shape ``(*batch, latent_dim)`` to the parameters of p(x|z).
 
-    The output has shape ``(*batch, *data_shape)`` and is interpreted by a
-    :class:`Likelihood` (for example Bernoulli logits).
+    The output has shape ``(*batch, *params_shape)`` (``ComponentContext.params_shape``: the
+    data shape for most likelihoods) and is interpreted by a :class:`Likelihood` (for
+    example Bernoulli logits).
     """
 
     @abc.abstractmethod
@@ -80,6 +82,16 @@ class Likelihood(_Interface):
     ``forward`` returns a Distribution whose event shape is the data shape, so that
     ``log_prob(x)`` is summed over the data dimensions and has one value per example.
     """
+
+    levels: ClassVar[int | None] = None
+    """The values a pixel takes when the likelihood is discrete over 8-bit images (256):
+    genmod then also reports bounds in bits per dimension. ``None`` for densities and for
+    likelihoods of binarized images."""
+
+    def params_shape(self, data_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The decoder output this likelihood reads per example: the data shape, unless it
+        needs several parameters per pixel (a mixture's weights, means and scales)."""
+        return data_shape
 
     @abc.abstractmethod
     def forward(self, params: Tensor) -> Distribution:

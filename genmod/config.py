@@ -101,6 +101,11 @@ class DataConfig(_Strict):
         "image every time it is used; static: every image drawn once. The test set is binarized "
         "once with a fixed seed in both cases, so NLLs compare across runs.",
     )
+    workers: NonNegativeInt = Field(
+        1,
+        description="DataLoader worker processes decoding a streamed training set (data.name: "
+        "streaming); 0 decodes in the training process.",
+    )
 
 
 class TrainConfig(_Strict):
@@ -145,6 +150,12 @@ class TrainConfig(_Strict):
         None,
         ge=1,
         description="Stop when the validation -ELBO has not improved for this many epochs (needs data.validation).",
+    )
+    checkpoint_every: int | None = Field(
+        None,
+        ge=1,
+        description="Also checkpoint every this many steps within an epoch, so that a run killed "
+        "mid-epoch (SIGKILL, a lost machine) resumes at that step, not at the epoch's start.",
     )
     seed: int = 0
     device: str = Field("auto", description="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")

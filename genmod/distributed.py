@@ -2,7 +2,9 @@
 
 Each process (rank) trains on its shard of every global batch; DistributedDataParallel
 averages the gradients, so N processes with the same global batch follow the single-process
-run up to the noise of the reparameterization draws. Only rank 0 writes files or prints.
+run up to the noise of the reparameterization draws. Only rank 0 writes files or prints, and
+only rank 0 reads a run folder being resumed (:func:`from_main`), so the processes on other
+machines need no copy of it.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+from genmod.errors import GenmodError, one_line
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,13 +55,17 @@ def backend(device: torch.device) -> str:
 
 
 @contextmanager
-def process_group(topology: Topology, device: torch.device) -> Iterator[None]:
+def process_group(topology: Topology) -> Iterator[None]:
     """Be part of the process group for the duration of the block, and leave it however the
-    block ends: a failure during set-up must not leave the group (and its peers) hanging."""
+    block ends: a failure during set-up must not leave the group (and its peers) hanging.
+
+    Joined before the config is known (a resumed run's comes from rank 0), so with CUDA both
+    backends are set up and each tensor takes its device's.
+    """
     if not topology.distributed or dist.is_initialized():
         yield
         return
-    dist.init_process_group(backend(device))
+    dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     try:
         yield
     finally:
@@ -75,6 +85,26 @@ def broadcast(value: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def from_main(read: Callable[[], T]) -> T:
+    """``read()`` on rank 0, its value on every rank; an error it raises is raised on every
+    rank, so no process waits for a peer that has stopped."""
+    if not dist.is_initialized():
+        return read()
+    outcome: tuple[Any, Exception | None] = (None, None)
+    if dist.get_rank() == 0:
+        try:
+            outcome = (read(), None)
+        except GenmodError as exc:
+            outcome = (None, exc)
+        except Exception as exc:  # noqa: BLE001 - passed to the peers in words, raised here as it is
+            broadcast((None, GenmodError(f"rank 0 failed: {one_line(exc)}")))
+            raise
+    value, error = broadcast(outcome)
+    if error is not None:
+        raise error
+    return value
 
 
 def gather(value: Any) -> list[Any]:

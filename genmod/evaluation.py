@@ -12,7 +12,9 @@ import torch
 from torch import Tensor
 
 from genmod.config import Compile, Precision
+from genmod.data import as_float
 from genmod.elbo import log_mean_exp
+from genmod.metrics import bits_per_dim
 from genmod.model import GenerativeModel
 from genmod.precision import (
     COMPILE_MIN_SAMPLES,
@@ -59,6 +61,8 @@ class NLLResult:
     precision: str = "fp32"
     """The arithmetic of the layers: fp32 or bf16 (the sums are float32 in both)."""
     compiled: bool = False
+    bits_per_dim: float | None = None
+    """The IS-NLL in bits per dimension, for models of discrete 8-bit images."""
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -100,7 +104,7 @@ def importance_sampled_nll(
     log_px, elbo = [], []
     for x in images.split(batch):
         with autocast(dtype, images.device):
-            log_w = weights(x, k, chunk_size=chunk).float()
+            log_w = weights(as_float(x), k, chunk_size=chunk).float()
         log_px.append(log_mean_exp(log_w, dim=0))
         elbo.append(log_w.mean(0))
         del log_w
@@ -110,6 +114,7 @@ def importance_sampled_nll(
     nll, nll_se = _mean_and_se(-torch.cat(log_px))
     neg_elbo, neg_elbo_se = _mean_and_se(-torch.cat(elbo))
     seconds = time.perf_counter() - started
+    bits = None if model.levels is None else bits_per_dim(nll, math.prod(images.shape[1:]))
     return NLLResult(
-        len(images), k, nll, nll_se, neg_elbo, neg_elbo_se, seconds, precision_name(dtype), use_compile
+        len(images), k, nll, nll_se, neg_elbo, neg_elbo_se, seconds, precision_name(dtype), use_compile, bits
     )

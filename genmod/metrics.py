@@ -7,6 +7,7 @@ so its fields are spelled once, here.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,6 +65,12 @@ class EpochRecord(BaseModel):
                     }
                 )
         return {**flat, "lr": self.lr, "seconds": self.seconds, "skipped": float(self.skipped)}
+
+
+def bits_per_dim(nats: float, dims: int) -> float:
+    """A per-image bound or NLL in nats, in bits per dimension (per colour channel of each
+    pixel): the unit in which likelihoods of 8-bit images are compared."""
+    return nats / (dims * math.log(2))
 
 
 def write_metrics(history: Sequence[EpochRecord], path: Path) -> None:

@@ -84,6 +84,14 @@ class GenerativeModel(nn.Module, metaclass=abc.ABCMeta):
         bound); the :class:`Bound` is what genmod reports, unweighted.
         """
 
+    @property
+    def levels(self) -> int | None:
+        """The values each pixel takes when the model is a distribution over discrete images
+        (256 for 8-bit ones), else ``None``; genmod then also reports bounds in bits per
+        dimension. By default its ``likelihood``'s :attr:`~genmod.Likelihood.levels`, for the
+        models composed of one."""
+        return getattr(getattr(self, "likelihood", None), "levels", None)
+
     def forward(self, x: Tensor) -> tuple[Tensor, Bound]:
         """The training objective; ``forward`` so that wrappers such as DDP see the call."""
         return self.loss(x)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from genmod.components import Likelihood
 from genmod.errors import PluginError, one_line
 from genmod.model import Bound, GenerativeModel
 from genmod.vae import VAE
@@ -110,21 +111,27 @@ def _probe_vae_parts(p: _Probe, model: VAE, x: Tensor) -> None:
     )
     z = p.call(model.encoder, "encoder", q.rsample)
     params = p.call(model.decoder, "decoder", model.decoder, z)
+    wanted = (n, *model.likelihood.params_shape(tuple(x.shape[1:])))
     p.expect(
-        isinstance(params, Tensor) and params.shape == x.shape,
+        isinstance(params, Tensor) and params.shape == wanted,
         model.decoder,
         "decoder",
         f"returned {tuple(getattr(params, 'shape', ())) or type(params).__name__}; expected a tensor "
-        f"of the data's shape {tuple(x.shape)}",
+        + (
+            f"of the data's shape {wanted}"
+            if wanted == x.shape
+            else f"of the likelihood's parameters {wanted}"
+        ),
     )
-    px = p.call(model.likelihood, "likelihood", model.likelihood, params)
-    p.expect(
-        isinstance(px, Distribution),
-        model.likelihood,
-        "likelihood",
-        f"returned a {type(px).__name__}, not a torch.distributions.Distribution",
-    )
-    log_px = p.call(model.likelihood, "likelihood", px.log_prob, x)
+    if type(model.likelihood).log_prob is Likelihood.log_prob:  # scored through forward's distribution
+        px = p.call(model.likelihood, "likelihood", model.likelihood, params)
+        p.expect(
+            isinstance(px, Distribution),
+            model.likelihood,
+            "likelihood",
+            f"returned a {type(px).__name__}, not a torch.distributions.Distribution",
+        )
+    log_px = p.call(model.likelihood, "likelihood", model.likelihood.log_prob, params, x)
     p.expect(
         log_px.shape == (n,),
         model.likelihood,

@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from genmod.metrics import bits_per_dim
+
 if TYPE_CHECKING:
     from genmod.metrics import EpochRecord
 
@@ -28,6 +30,7 @@ class RunReporter:
             transient=True,
         )
         self._task: Any = None
+        self._dims: int | None = None
 
     def start(
         self,
@@ -38,9 +41,13 @@ class RunReporter:
         parameters: int,
         first_epoch: int,
         resumed: bool,
+        dims: int | None = None,
     ) -> None:
         """``where``: the device, and the processes and backend when there are several;
-        ``arithmetic``: the layers' precision, and whether the model is compiled."""
+        ``arithmetic``: the layers' precision, and whether the model is compiled; ``dims``:
+        the values per image where the model is discrete over 8-bit values, so that test
+        losses are also shown in bits per dimension."""
+        self._dims = dims
         verb = "resuming" if resumed else "training"
         # Two short lines rather than one that wraps at 80 columns; the folder is never cut.
         self.console.print(
@@ -62,9 +69,10 @@ class RunReporter:
         self._progress.remove_task(self._task)
         validation = "" if record.validation is None else f"  val {record.validation.loss:7.2f}"
         skipped = f"  {record.skipped} skipped" if record.skipped else ""
+        bits = "" if self._dims is None else f" ({bits_per_dim(record.test.loss, self._dims):.3f} bits/dim)"
         self.console.print(
             f"epoch {record.epoch:>3}/{epochs}  train {record.train.loss:7.2f}{validation}  "
-            f"test {record.test.loss:7.2f}  lr {record.lr:.0e}  {record.seconds:5.1f}s{skipped}",
+            f"test {record.test.loss:7.2f}{bits}  lr {record.lr:.0e}  {record.seconds:5.1f}s{skipped}",
             soft_wrap=True,
             highlight=False,
         )
@@ -89,6 +97,8 @@ class RunReporter:
             table.add_row("validation -ELBO", f"{last.validation.loss:.2f}")
             table.add_row("best validation -ELBO", f"{best.validation.loss:.2f} (epoch {best.epoch})")
         table.add_row("test -ELBO (nats/image)", f"{last.test.loss:.2f}")
+        if self._dims is not None:
+            table.add_row("test -ELBO (bits/dim)", f"{bits_per_dim(last.test.loss, self._dims):.3f}")
         for name, value in last.test.terms.items():
             table.add_row(f"test {name}", f"{value:.2f}")
         table.add_row("training time", f"{sum(record.seconds for record in history):.1f} s")

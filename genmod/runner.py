@@ -6,9 +6,10 @@ leave it however the run ends), set the run up, fit it.
 
 from __future__ import annotations
 
+import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
@@ -32,8 +33,8 @@ from genmod.checkpoint import (
 )
 from genmod.checkpoint import FILENAME as CHECKPOINT
 from genmod.config import RunConfig
-from genmod.config_loader import resolve_run_config
-from genmod.data import Data, load_data
+from genmod.config_loader import resolve_run_config, validate_run_config
+from genmod.data import Data, as_float, load_data
 from genmod.errors import CheckpointError, ConfigError, GenmodError, PluginError
 from genmod.kinds import BY_NAME
 from genmod.loggers import Trackers
@@ -55,7 +56,7 @@ class Interrupted(GenmodError):
 
 
 def train(
-    config: RunConfig,
+    config: RunConfig | Callable[[], RunConfig],
     registry: Registry,
     *,
     out_dir: Path | None = None,
@@ -63,12 +64,21 @@ def train(
     force: bool = False,
     reporter: RunReporter | None = None,
 ) -> Run:
-    """Train ``config`` into ``out_dir`` (or continue the run there); returns the finished run."""
+    """Train ``config`` into ``out_dir`` (or continue the run there); returns the finished run.
+
+    ``config`` may be a function that reads it, such as a resumed run's saved config: in a
+    multi-process launch only rank 0 calls it and hands the config to the others, so machines
+    other than rank 0's need no copy of the run folder.
+    """
     topology = distributed.topology_from_env()
-    device = select_device(config.train.device)
-    if device.type == "cuda" and topology.distributed:
-        device = torch.device("cuda", topology.local_rank)
-    with distributed.process_group(topology, device):
+    with distributed.process_group(topology):
+        if callable(config):
+            # Handed over as a mapping: the config's class is made per model and does not pickle.
+            read = config
+            config = validate_run_config(distributed.from_main(lambda: read().to_dict()), registry)
+        device = select_device(config.train.device)
+        if device.type == "cuda" and topology.distributed:
+            device = torch.device("cuda", topology.local_rank)
         run = Run(
             config, registry, topology, device, out_dir, reporter or RunReporter(), resume=resume, force=force
         )
@@ -275,7 +285,7 @@ class Run:
                 f"{topology.world_size} processes"
             )
         shape = tuple(self.data.train.shape[1:])
-        self.model = build_model(config, registry, shape, probe=self.data.train[:2])
+        self.model = build_model(config, registry, shape, probe=as_float(self.data.train[:2]))
         self.dtype = autocast_dtype(train.precision, device)
         steps = steps_in_epoch(len(self.data.train), train.batch_size) * train.epochs
         self.compiled = compile_wanted(train.compile, steps, COMPILE_MIN_STEPS)
@@ -295,8 +305,10 @@ class Run:
         self.position: EpochPosition | None = None
         self.resume = resume
         self.out_dir: Path = distributed.broadcast(out_dir or default_out_dir(config.model.name))
-        if resume:
-            self.restore(load_checkpoint(self.out_dir / CHECKPOINT, config.model.name))
+        if resume:  # rank 0 reads it: the other machines of a multi-node run may lack the folder
+            self.restore(
+                distributed.from_main(lambda: load_checkpoint(self.out_dir / CHECKPOINT, config.model.name))
+            )
         elif topology.is_main:
             prepare_out_dir(self.out_dir, force=force)
 
@@ -312,7 +324,7 @@ class Run:
             else {
                 "order_state": position.order_state,
                 "step": position.step,
-                "totals": position.totals.cpu(),
+                "totals": distributed.gather(position.totals.cpu()),
                 "skipped": position.skipped,
             },
             data_shape=list(self.data.train.shape[1:]),
@@ -351,11 +363,12 @@ class Run:
         self.epoch = int(state["epoch"])
         self.best = state["best"]
         saved = state["position"]
-        self.position = (
-            None
-            if saved is None
-            else EpochPosition(saved["order_state"], saved["totals"], saved["step"], saved["skipped"])
-        )
+        if saved is None:
+            self.position = None
+        else:
+            totals = saved["totals"]  # a tensor in checkpoints of single-process runs before 0.3
+            mine = totals[self.topology.rank] if isinstance(totals, list) else totals
+            self.position = EpochPosition(saved["order_state"], mine, saved["step"], saved["skipped"])
 
     def checkpoint(self, *, best: bool = False) -> None:
         """Save the full state; with ``best``, also these weights as the best epoch's."""
@@ -386,7 +399,7 @@ class Run:
     def save_final_outputs(self) -> None:
         self.model.eval()
         if self.model.can("reconstruct"):
-            originals = self.data.test[:32]
+            originals = as_float(self.data.test[:32])
             artifacts.save_reconstructions(
                 originals, self.model.reconstruct(originals), self.out_dir / artifacts.RECONSTRUCTIONS
             )
@@ -468,6 +481,7 @@ class Run:
             parameters,
             self.epoch + 1,
             self.resume,
+            dims=None if self.model.levels is None else math.prod(self.data.train.shape[1:]),
         )
         stops = _StopRequests()
         # Under torchrun every process gets the signal at its own moment, so ranks could stop
@@ -516,21 +530,27 @@ class Run:
         self.reporter.epoch_started(epoch, train.epochs, steps)
         started = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
-        self.position = train_epoch(
-            self.trained,
-            self.optimizer,
-            self.data.train,
-            train.batch_size,
-            self.generator,
-            epoch,
-            self.position,
-            rules=self.rules,
-            on_progress=self.reporter.step,
-            binarize=self.data.dynamic_binarization,
-            should_stop=lambda: stops.requested,
-            shard=(self.topology.rank, self.topology.world_size),
-            dtype=self.dtype,
-        )
+        every = train.checkpoint_every
+        while True:
+            self.position = train_epoch(
+                self.trained,
+                self.optimizer,
+                self.data.train,
+                train.batch_size,
+                self.generator,
+                epoch,
+                self.position,
+                rules=self.rules,
+                on_progress=self.reporter.step,
+                binarize=self.data.dynamic_binarization,
+                should_stop=lambda step: stops.requested or (every is not None and step % every == 0),
+                shard=(self.topology.rank, self.topology.world_size),
+                dtype=self.dtype,
+                workers=self.config.data.workers,
+            )
+            if self.position.step == steps or stops.requested:
+                break
+            self.checkpoint()  # train.checkpoint_every: a killed run resumes from here
         if self.position.step < steps:
             return  # stopped mid-epoch: fit checkpoints this position
         names = self.model.terms

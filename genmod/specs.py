@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from genmod.components import Encoder, Likelihood, Prior
+    from genmod.components import Decoder, Encoder, Likelihood, Prior
     from genmod.config import ComponentRef, ModelConfig, VAEConfig
     from genmod.loggers import Logger
     from genmod.model import GenerativeModel
@@ -39,6 +39,13 @@ class ComponentContext:
     latent_dim: int
     encoder: Encoder | None = None
     """The model's encoder, for priors defined through it (e.g. the VampPrior)."""
+    params_shape: tuple[int, ...] = ()
+    """What a decoder emits per example: its model's likelihood's
+    :meth:`~genmod.Likelihood.params_shape` (the data shape when not given)."""
+
+    def __post_init__(self) -> None:
+        if not self.params_shape:
+            object.__setattr__(self, "params_shape", self.data_shape)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,7 +83,8 @@ class DatasetSpec:
     """A named image dataset.
 
     ``build(root, split, download)`` returns all images of ``split`` ("train" or "test") as
-    one float tensor of shape ``(N, C, H, W)`` with values in [0, 1]. It raises
+    one tensor of shape ``(N, C, H, W)``: ``uint8`` (0-255) where the source is 8-bit, which
+    genmod keeps in memory as it is and scales per batch, or float with values in [0, 1]. It raises
     ``FileNotFoundError`` when ``root`` does not hold the dataset and ``ValueError`` when its
     files break the contract; ``expects`` says what ``root`` must be, for error messages.
     """
@@ -128,3 +136,12 @@ class ModelContext:
     def likelihood(self, config: VAEConfig) -> Likelihood:
         """The likelihood named by ``config.likelihood``."""
         return self.component("likelihood", config.likelihood, config.latent_dim)  # type: ignore[return-value]
+
+    def decoder(self, ref: ComponentRef, latent_dim: int, likelihood: Likelihood) -> Decoder:
+        """The decoder ``ref`` names, emitting the parameters ``likelihood`` reads."""
+        context = ComponentContext(
+            data_shape=self.data_shape,
+            latent_dim=latent_dim,
+            params_shape=likelihood.params_shape(self.data_shape),
+        )
+        return self.build_component("decoder", ref, context)  # type: ignore[return-value]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from genmod.data import TrainingImages, as_float
 from genmod.errors import TrainingError
 from genmod.model import GenerativeModel, TrainingProgress
 from genmod.precision import autocast
@@ -71,7 +72,7 @@ def new_totals(model: torch.nn.Module, device: torch.device | str = "cpu") -> Te
 def train_epoch(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    images: Tensor,
+    images: TrainingImages,
     batch_size: int,
     generator: torch.Generator,
     epoch: int,
@@ -80,14 +81,17 @@ def train_epoch(
     rules: UpdateRules = UpdateRules(),
     on_progress: Callable[[int, float], None] = lambda steps, loss: None,
     binarize: bool = False,
-    should_stop: Callable[[], bool] = lambda: False,
+    should_stop: Callable[[int], bool] = lambda step: False,
     shard: tuple[int, int] = (0, 1),
     dtype: torch.dtype | None = None,
+    workers: int = 1,
 ) -> EpochPosition:
-    """Train on ``images`` in an order drawn from ``generator``, from ``position`` onwards.
+    """Train on ``images`` (as stored: see :class:`~genmod.data.Data`) in an order drawn from
+    ``generator``, from ``position`` onwards.
 
-    Returns the position reached: the whole epoch, or the step after which ``should_stop()``
-    said to stop. With ``binarize`` each batch is a fresh Bernoulli draw of its pixels; with
+    Returns the position reached: the whole epoch, or the step after which
+    ``should_stop(step)`` said to stop. A streamed set (:class:`~genmod.streaming.StreamingImages`)
+    is decoded by ``workers`` processes, in its own order seeded by ``generator``'s seed. With ``binarize`` each batch is a fresh Bernoulli draw of its pixels; with
     ``shard=(rank, world)`` this process takes its slice of every global batch; with ``dtype``
     (``train.precision``) the forward pass runs under autocast to it. Before each
     step the model's :attr:`~genmod.GenerativeModel.progress` is set, so schedules inside the
@@ -102,17 +106,22 @@ def train_epoch(
     if position is None:
         position = EpochPosition(generator.get_state(), new_totals(model))
     generator.set_state(position.order_state)
-    order = torch.randperm(len(images), generator=generator).to(images.device)
-    position.totals = position.totals.to(images.device)
+    device = next(model.parameters()).device
+    position.totals = position.totals.to(device)
     parameters = [p for p in model.parameters() if p.requires_grad]
-    rank, world = shard
-    batches = order.split(batch_size)
+    steps = steps_in_epoch(len(images), batch_size)
+    if isinstance(images, Tensor):
+        order = torch.randperm(len(images), generator=generator).to(images.device)
+        batches = _batches_in_memory(images, order, batch_size, shard, position.step)
+    else:
+        seed, world = generator.initial_seed(), shard[1]
+        batches = images.batches(epoch, position.step, batch_size, seed, world, workers, device)
     recent: list[Tensor] = []
-    for step in range(position.step + 1, len(batches) + 1):
-        index = batches[step - 1]
-        if len(index) >= world:  # a last batch too small to give every process a share is left out
-            target.progress = TrainingProgress(epoch=epoch, step=step - 1, steps_per_epoch=len(batches))
-            x = images[index.tensor_split(world)[rank]]
+    stopped = False
+    for step, batch in zip(range(position.step + 1, steps + 1), batches, strict=False):
+        if batch is not None:
+            target.progress = TrainingProgress(epoch=epoch, step=step - 1, steps_per_epoch=steps)
+            x = as_float(batch)
             loss, sums = _summed_terms(model, torch.bernoulli(x) if binarize else x, dtype)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -123,15 +132,31 @@ def train_epoch(
             else:
                 position.skipped += 1
         position.step = step
-        if recent and (step % REPORT_EVERY == 0 or step == len(batches)):
+        if recent and (step % REPORT_EVERY == 0 or step == steps):
             _check_finite(recent, step, epoch)
             on_progress(step, float(torch.stack(recent).mean()))
             recent.clear()
-        if should_stop() and step < len(batches):
+        if should_stop(step) and step < steps:
             if recent:
                 _check_finite(recent, step, epoch)
+            stopped = True
             break
+    if not stopped and position.step < steps:
+        raise TrainingError(
+            f"the training set gave {position.step} of the {steps} batches of epoch {epoch}: "
+            "repack it with `genmod data pack`"
+        )
     return position
+
+
+def _batches_in_memory(
+    images: Tensor, order: Tensor, batch_size: int, shard: tuple[int, int], start: int
+) -> Iterator[Tensor | None]:
+    """This process's share of each global batch in ``order``, from batch ``start`` on; None
+    for a last batch too small to give every process a share (every process leaves it out)."""
+    rank, world = shard
+    for index in order.split(batch_size)[start:]:
+        yield images[index.tensor_split(world)[rank]] if len(index) >= world else None
 
 
 def _check_finite(recent: list[Tensor], step: int, epoch: int) -> None:
@@ -157,5 +182,5 @@ def evaluate(
     model.eval()
     totals = new_totals(model, images.device)
     for x in images.split(batch_size):
-        totals += _summed_terms(model, x, dtype)[1]
+        totals += _summed_terms(model, as_float(x), dtype)[1]
     return totals

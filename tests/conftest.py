@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from genmod.data import as_float
 from genmod.plugins import Registry, load_registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,4 +44,4 @@ def registry() -> Registry:
 def mnist(registry: Registry, data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """(train, test) images of the real MNIST as float tensors in [0, 1]."""
     spec = registry.dataset("mnist")
-    return spec.build(data_dir, "train", False), spec.build(data_dir, "test", False)
+    return as_float(spec.build(data_dir, "train", False)), as_float(spec.build(data_dir, "test", False))

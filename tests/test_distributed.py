@@ -1,8 +1,12 @@
 """Two processes on the CPU (gloo) follow the single-process run with the same global batch."""
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from helpers import losses, metrics
 
@@ -50,3 +54,68 @@ def test_distributed_run_resumes_with_the_same_number_of_processes(tmp_path):
         text=True,
     )
     assert alone.returncode == 1 and "resume it with as many" in alone.stderr
+
+
+def _node(rank: int, port: int, folder: Path, *args: object) -> subprocess.Popen:
+    """One "machine" of a two-node torchrun launch on localhost, working in its own folder."""
+    folder.mkdir(exist_ok=True)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"]
+    launcher += ["--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(port)]
+    return subprocess.Popen(
+        [*launcher, "-m", "genmod", "run", *map(str, args)],
+        cwd=folder,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, and theirs: torchrun's workers outlive a killed launcher."""
+    children = [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for c in (task / "children").read_text().split()
+    ]
+    return [*children, *(grandchild for child in children for grandchild in _descendants(child))]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_two_node_run_killed_mid_training_resumes_from_rank_0s_folder_alone(tmp_path):
+    nodes = [tmp_path / "node0", tmp_path / "node1"]
+    settings = ("--set", "data.limit=2000", "--device", "cpu")
+    port = _free_port()
+    first = [
+        _node(rank, port, folder, "mlp-vae", "--epochs", 20, "--out", "run", *settings)
+        for rank, folder in enumerate(nodes)
+    ]
+    metrics_file = nodes[0] / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while not (metrics_file.is_file() and metrics_file.read_text().count("\n") >= 2):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in first), [
+            p.communicate() for p in first
+        ]
+        time.sleep(0.5)
+    for process in first:  # the machine is lost: its launcher and its worker die at once
+        for pid in [process.pid, *_descendants(process.pid)]:
+            os.kill(pid, signal.SIGKILL)
+        process.wait()
+    assert not (nodes[1] / "run").exists()  # only rank 0 writes: the other machine has no copy
+    done = len(metrics(nodes[0] / "run"))
+
+    port = _free_port()
+    again = [
+        _node(rank, port, folder, "--resume", "run", "--epochs", done + 1)
+        for rank, folder in enumerate(nodes)
+    ]
+    outputs = [p.communicate(timeout=300) for p in again]
+    assert [p.returncode for p in again] == [0, 0], outputs
+    assert f"resuming mlp-vae from epoch {done + 1} on cpu, 2 processes" in outputs[0][0]
+    assert [row["epoch"] for row in metrics(nodes[0] / "run")] == list(range(1, done + 2))
+    assert not (nodes[1] / "run").exists()

@@ -72,13 +72,14 @@ def test_chunking_does_not_change_the_estimate(trained, mnist):
 
 def test_binarization_modes(registry, data_dir):
     spec = registry.dataset("mnist")
-    grey = load_data(spec, DataConfig(limit=500), torch.device("cpu"))
-    static = load_data(spec, DataConfig(limit=500, binarize="static"), torch.device("cpu"))
-    dynamic = load_data(spec, DataConfig(limit=500, binarize="dynamic"), torch.device("cpu"))
+    grey = load_data(spec, DataConfig(limit=500), torch.device("cpu")).as_float()
+    static = load_data(spec, DataConfig(limit=500, binarize="static"), torch.device("cpu")).as_float()
+    dynamic = load_data(spec, DataConfig(limit=500, binarize="dynamic"), torch.device("cpu")).as_float()
     assert not grey.dynamic_binarization and ((grey.train > 0) & (grey.train < 1)).any()
     assert set(static.train.unique().tolist()) == {0.0, 1.0}
     assert torch.equal(
-        static.train, load_data(spec, DataConfig(limit=500, binarize="static"), torch.device("cpu")).train
+        static.train,
+        load_data(spec, DataConfig(limit=500, binarize="static"), torch.device("cpu")).as_float().train,
     )
     assert dynamic.dynamic_binarization and torch.equal(dynamic.train, grey.train)
     # One fixed binarized test set, whatever the mode or run.

@@ -124,9 +124,9 @@ def test_genmod_plugins_shows_each_plugin_its_hooks_and_what_it_registered(tmp_p
     plugins = {p["plugin"]: p for p in listing["plugins"]}
     zoo = plugins["genmod-zoo"]
     assert zoo["version"] == "0.2.0" and not zoo["explicit"]
-    assert zoo["registered"] == {"model": 4, "encoder": 3, "decoder": 2, "prior": 2, "likelihood": 2}
+    assert zoo["registered"] == {"model": 4, "encoder": 3, "decoder": 2, "prior": 2, "likelihood": 3}
     assert "register_priors" in zoo["hooks"] and "register_datasets" not in zoo["hooks"]
-    assert plugins["genmod"]["registered"]["dataset"] == 4
+    assert plugins["genmod"]["registered"]["dataset"] == 5
     (failed,) = listing["failed"]
     assert failed["plugin"] == str(broken) and "flux capacitor" in failed["error"]
 

@@ -1,8 +1,10 @@
 """Built-in datasets: torchvision's MNIST-format sets, and users' own images as a tensor file
-or a folder of image files. Each split is read once into one tensor."""
+or a folder of image files. Each split is read once into one tensor, uint8 where the files are
+8-bit."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from rich.console import Console
 from rich.progress import track
 
 from genmod.specs import DatasetSpec
+from genmod.streaming import StreamingImages, load_split, read_index
 
 _IDX_FILES = (
     "train-images-idx3-ubyte",
@@ -54,7 +57,7 @@ def _load_idx(name: str, root: Path, split: str, download: bool) -> torch.Tensor
         if "not found" in str(exc):
             raise FileNotFoundError(str(exc)) from exc
         raise
-    return dataset.data.unsqueeze(1).float().div_(255)
+    return dataset.data.unsqueeze(1)
 
 
 def _as_images(tensor: object, where: str) -> torch.Tensor:
@@ -68,7 +71,7 @@ def _as_images(tensor: object, where: str) -> torch.Tensor:
             f"{where} has shape {tuple(tensor.shape)}; expected (N, C, H, W) or (N, H, W) with N > 0"
         )
     if tensor.dtype == torch.uint8:
-        return tensor.float().div_(255)
+        return tensor
     if not tensor.is_floating_point():
         raise ValueError(f"{where} has dtype {tensor.dtype}; expected uint8 (0-255) or float in [0, 1]")
     low, high = float(tensor.min()), float(tensor.max())
@@ -92,8 +95,9 @@ def _load_tensor_file(root: Path, split: str, download: bool) -> torch.Tensor:
     return _as_images(content[split], f"{path.name}['{split}']")
 
 
-def _load_image_folder(root: Path, split: str, download: bool) -> torch.Tensor:
-    folder = Path(root) / split
+def image_files(folder: Path) -> tuple[tuple[int, int, int], Iterator[torch.Tensor]]:
+    """The shape of the images under ``folder`` (from the first) and an iterator reading them
+    one at a time as uint8 (C, H, W) tensors: packing a folder never holds it in memory."""
     if not folder.is_dir():
         raise FileNotFoundError(folder)
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
@@ -102,23 +106,36 @@ def _load_image_folder(root: Path, split: str, download: bool) -> torch.Tensor:
     with Image.open(paths[0]) as first:
         mode = "L" if first.mode in ("1", "L", "LA", "I", "I;16") else "RGB"
         size = first.size
-    images = []
-    # Thousands of files take a while: a bar on a terminal, nothing in logs and pipes.
-    console = Console(stderr=True)
-    reading = track(
-        paths, f"reading {folder}", console=console, transient=True, disable=not console.is_terminal
-    )
-    for path in reading:
-        with Image.open(path) as image:
-            if image.size != size:
-                raise ValueError(
-                    f"{path} is {image.size[0]}x{image.size[1]}, but {paths[0].name} is {size[0]}x{size[1]}: all images must have one size"
-                )
-            images.append(torch.frombuffer(bytearray(image.convert(mode).tobytes()), dtype=torch.uint8))
     channels = 1 if mode == "L" else 3
-    return (
-        torch.stack(images).view(len(paths), size[1], size[0], channels).permute(0, 3, 1, 2).float().div_(255)
-    )
+
+    def read() -> Iterator[torch.Tensor]:
+        # Thousands of files take a while: a bar on a terminal, nothing in logs and pipes.
+        console = Console(stderr=True)
+        reading = track(
+            paths, f"reading {folder}", console=console, transient=True, disable=not console.is_terminal
+        )
+        for path in reading:
+            with Image.open(path) as image:
+                if image.size != size:
+                    raise ValueError(
+                        f"{path} is {image.size[0]}x{image.size[1]}, but {paths[0].name} is {size[0]}x{size[1]}: all images must have one size"
+                    )
+                pixels = torch.frombuffer(bytearray(image.convert(mode).tobytes()), dtype=torch.uint8)
+            yield pixels.view(size[1], size[0], channels).permute(2, 0, 1)
+
+    return (channels, size[1], size[0]), read()
+
+
+def _load_image_folder(root: Path, split: str, download: bool) -> torch.Tensor:
+    return torch.stack(list(image_files(Path(root) / split)[1]))
+
+
+def _load_packed(root: Path, split: str, download: bool) -> torch.Tensor | StreamingImages:
+    index = read_index(root)
+    shape = tuple(index["shape"])
+    if split == "train":
+        return StreamingImages(Path(root), index["images"]["train"], shape)
+    return load_split(Path(root), split)
 
 
 def _idx_layout(folder: str) -> str:
@@ -130,13 +147,13 @@ DATASETS = (
         name="mnist",
         build=partial(_load_idx, "MNIST"),
         expects=_idx_layout("MNIST"),
-        description="MNIST digits, 60k train / 10k test, 1x28x28 grey levels in [0, 1].",
+        description="MNIST digits, 60k train / 10k test, 1x28x28 8-bit grey levels.",
     ),
     DatasetSpec(
         name="fashion-mnist",
         build=partial(_load_idx, "FashionMNIST"),
         expects=_idx_layout("FashionMNIST"),
-        description="Fashion-MNIST clothing, 60k train / 10k test, 1x28x28 grey levels in [0, 1].",
+        description="Fashion-MNIST clothing, 60k train / 10k test, 1x28x28 8-bit grey levels.",
     ),
     DatasetSpec(
         name="tensor-file",
@@ -149,5 +166,11 @@ DATASETS = (
         build=_load_image_folder,
         expects="a folder with train/ and test/ subfolders of image files, all of one size",
         description="Your images as PNG/JPEG files under ROOT/train and ROOT/test (grey or RGB).",
+    ),
+    DatasetSpec(
+        name="streaming",
+        build=_load_packed,
+        expects="a folder written by `genmod data pack` (genmod.json, train/ and test/ shards)",
+        description="Shards from `genmod data pack`, streamed by MosaicML Streaming (larger than memory).",
     ),
 )

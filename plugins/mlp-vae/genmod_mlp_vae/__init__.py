@@ -66,16 +66,16 @@ class MLPDecoder(Decoder):
         self,
         latent_dim: int,
         hidden_dims: list[int],
-        data_shape: tuple[int, ...],
+        params_shape: tuple[int, ...],
         activation: Activation = "relu",
     ) -> None:
         super().__init__()
-        self.data_shape = data_shape
+        self.params_shape = params_shape
         self.body = _mlp([latent_dim, *hidden_dims], activation)
-        self.head = nn.Linear(hidden_dims[-1], math.prod(data_shape))
+        self.head = nn.Linear(hidden_dims[-1], math.prod(params_shape))
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.head(self.body(z)).unflatten(-1, self.data_shape)
+        return self.head(self.body(z)).unflatten(-1, self.params_shape)
 
 
 class MLPOptions(BaseModel):
@@ -94,12 +94,11 @@ class MLPVAEConfig(VAEConfig):
 
 
 def build_mlp_vae(config: MLPVAEConfig, context: ModelContext) -> VAE:
-    shape = context.data_shape
-    encoder = MLPEncoder(shape, config.hidden_dims, config.latent_dim, config.activation)
-    decoder = MLPDecoder(config.latent_dim, config.hidden_dims, shape, config.activation)
-    return VAE(
-        encoder, decoder, context.prior(config, encoder), context.likelihood(config), **config.vae_options()
-    )
+    encoder = MLPEncoder(context.data_shape, config.hidden_dims, config.latent_dim, config.activation)
+    likelihood = context.likelihood(config)
+    params = likelihood.params_shape(context.data_shape)
+    decoder = MLPDecoder(config.latent_dim, config.hidden_dims, params, config.activation)
+    return VAE(encoder, decoder, context.prior(config, encoder), likelihood, **config.vae_options())
 
 
 @hookimpl
@@ -130,7 +129,7 @@ def register_encoders(register):
 @hookimpl
 def register_decoders(register):
     def build(options: MLPOptions, context: ComponentContext) -> MLPDecoder:
-        return MLPDecoder(context.latent_dim, options.hidden_dims, context.data_shape, options.activation)
+        return MLPDecoder(context.latent_dim, options.hidden_dims, context.params_shape, options.activation)
 
     register(
         ComponentSpec(

@@ -10,7 +10,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from genmod import ComponentSpec, ModelSpec, NoOptions, hookimpl
-from genmod_zoo import conv, flows, gated, hvae, likelihoods, models, priors
+from genmod_zoo import conv, flows, gated, hvae, likelihoods, logistic, models, priors
 
 
 def _recipe(name: str) -> Path:
@@ -55,6 +55,14 @@ def register_likelihoods(register):
             description="Gaussian per pixel around the decoder output; fixed or learned scale.",
         )
     )
+    register(
+        ComponentSpec(
+            name="logistic-mixture",
+            build=logistic.make_logistic_mixture,
+            options=logistic.LogisticMixtureOptions,
+            description="Discretized logistic mixture over 8-bit values, colours coupled (PixelCNN++).",
+        )
+    )
 
 
 @hookimpl
@@ -64,7 +72,7 @@ def register_encoders(register):
             name="conv",
             build=conv.make_encoder,
             options=conv.ConvOptions,
-            description="Two stride-2 convolutions for C×28×28 images.",
+            description="Two stride-2 convolutions for C×H×W images (H, W multiples of 4).",
         )
     )
     register(
@@ -92,7 +100,7 @@ def register_decoders(register):
             name="conv",
             build=conv.make_decoder,
             options=conv.ConvOptions,
-            description="Two stride-2 transposed convolutions to C×28×28.",
+            description="Two stride-2 transposed convolutions to the likelihood's parameters per pixel.",
         )
     )
     register(
@@ -131,7 +139,7 @@ def register_models(register):
             config=models.ConvVAEConfig,
             build=models.build_vae,
             recipe=_recipe("conv-vae"),
-            description="Convolutional encoder/decoder VAE for 1×28×28 images.",
+            description="Convolutional encoder/decoder VAE for C×H×W images (H, W multiples of 4).",
         )
     )
     register(

@@ -1,4 +1,5 @@
-"""A convolutional encoder/decoder pair for C×28×28 images."""
+"""A convolutional encoder/decoder pair for C×H×W images, H and W multiples of 4 (MNIST's
+28×28, CIFAR's 32×32)."""
 
 from __future__ import annotations
 
@@ -17,23 +18,28 @@ class ConvOptions(BaseModel):
     hidden: int = Field(256, ge=1, description="Width of the fully connected layer.")
 
 
-def _check_shape(data_shape: tuple[int, ...]) -> int:
-    if len(data_shape) != 3 or data_shape[1:] != (28, 28):
-        raise ValueError(f"the conv encoder/decoder need C×28×28 images, got shape {data_shape}")
-    return data_shape[0]
+def _check_shape(data_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Channels, and height and width after the two stride-2 layers."""
+    if len(data_shape) != 3 or data_shape[1] % 4 or data_shape[2] % 4:
+        raise ValueError(
+            f"the conv encoder/decoder need C×H×W images with H and W multiples of 4, got shape {data_shape}"
+        )
+    channels, height, width = data_shape
+    return channels, height // 4, width // 4
 
 
 class ConvEncoder(Encoder):
     def __init__(self, data_shape: tuple[int, ...], latent_dim: int, options: ConvOptions) -> None:
         super().__init__()
         c1, c2 = options.channels
+        channels, height, width = _check_shape(data_shape)
         self.net = nn.Sequential(
-            nn.Conv2d(_check_shape(data_shape), c1, 4, 2, 1),
-            nn.ReLU(),  # 14×14
+            nn.Conv2d(channels, c1, 4, 2, 1),
+            nn.ReLU(),  # H/2 × W/2
             nn.Conv2d(c1, c2, 4, 2, 1),
-            nn.ReLU(),  # 7×7
+            nn.ReLU(),  # H/4 × W/4
             nn.Flatten(),
-            nn.Linear(c2 * 49, options.hidden),
+            nn.Linear(c2 * height * width, options.hidden),
             nn.ReLU(),
             nn.Linear(options.hidden, 2 * latent_dim),
         )
@@ -44,18 +50,19 @@ class ConvEncoder(Encoder):
 
 
 class ConvDecoder(Decoder):
-    def __init__(self, data_shape: tuple[int, ...], latent_dim: int, options: ConvOptions) -> None:
+    def __init__(self, params_shape: tuple[int, ...], latent_dim: int, options: ConvOptions) -> None:
         super().__init__()
         c1, c2 = options.channels
+        channels, height, width = _check_shape(params_shape)
         self.net = nn.Sequential(
             nn.Linear(latent_dim, options.hidden),
             nn.ReLU(),
-            nn.Linear(options.hidden, c2 * 49),
+            nn.Linear(options.hidden, c2 * height * width),
             nn.ReLU(),
-            nn.Unflatten(-1, (c2, 7, 7)),
+            nn.Unflatten(-1, (c2, height, width)),
             nn.ConvTranspose2d(c2, c1, 4, 2, 1),
-            nn.ReLU(),  # 14×14
-            nn.ConvTranspose2d(c1, _check_shape(data_shape), 4, 2, 1),  # 28×28
+            nn.ReLU(),  # H/2 × W/2
+            nn.ConvTranspose2d(c1, channels, 4, 2, 1),  # the likelihood's parameters per pixel
         )
 
     def forward(self, z: Tensor) -> Tensor:
@@ -69,4 +76,4 @@ def make_encoder(options: ConvOptions, context: ComponentContext) -> ConvEncoder
 
 
 def make_decoder(options: ConvOptions, context: ComponentContext) -> ConvDecoder:
-    return ConvDecoder(context.data_shape, context.latent_dim, options)
+    return ConvDecoder(context.params_shape, context.latent_dim, options)

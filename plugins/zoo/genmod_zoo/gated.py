@@ -58,14 +58,14 @@ class GatedEncoder(Encoder):
 class GatedDecoder(Decoder):
     """Gated layers from z to per-pixel parameters (logits for a Bernoulli likelihood)."""
 
-    def __init__(self, latent_dim: int, hidden_dims: list[int], data_shape: tuple[int, ...]) -> None:
+    def __init__(self, latent_dim: int, hidden_dims: list[int], params_shape: tuple[int, ...]) -> None:
         super().__init__()
-        self.data_shape = data_shape
+        self.params_shape = params_shape
         self.body = gated_mlp([latent_dim, *reversed(hidden_dims)])
-        self.head = nn.Linear(hidden_dims[0], math.prod(data_shape))
+        self.head = nn.Linear(hidden_dims[0], math.prod(params_shape))
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.head(self.body(z)).unflatten(-1, self.data_shape)
+        return self.head(self.body(z)).unflatten(-1, self.params_shape)
 
 
 def make_encoder(options: GatedOptions, context: ComponentContext) -> GatedEncoder:
@@ -73,4 +73,4 @@ def make_encoder(options: GatedOptions, context: ComponentContext) -> GatedEncod
 
 
 def make_decoder(options: GatedOptions, context: ComponentContext) -> GatedDecoder:
-    return GatedDecoder(context.latent_dim, options.hidden_dims, context.data_shape)
+    return GatedDecoder(context.latent_dim, options.hidden_dims, context.params_shape)

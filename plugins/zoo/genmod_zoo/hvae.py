@@ -72,7 +72,7 @@ class HVAE(GenerativeModel):
     ) -> None:
         super().__init__()
         size, width = math.prod(data_shape), config.hidden
-        self.data_shape = data_shape
+        self.params_shape = likelihood.params_shape(data_shape)
         self.q_z2, self.prior, self.likelihood = q_z2, prior, likelihood
         self.q_z1_features, self.q_z1 = (
             _Joint(size, config.latent_dim, width),
@@ -81,7 +81,7 @@ class HVAE(GenerativeModel):
         self.p_z1_features = gated_mlp([config.latent_dim, width, width])
         self.p_z1 = _Gaussian(width, config.z1_dim)
         self.p_x_features = _Joint(config.z1_dim, config.latent_dim, width)
-        self.p_x = nn.Linear(width, size)
+        self.p_x = nn.Linear(width, math.prod(self.params_shape))
         self.beta, self.kl_warmup_epochs, self.free_bits = (
             config.beta,
             config.kl_warmup_epochs,
@@ -89,7 +89,7 @@ class HVAE(GenerativeModel):
         )
 
     def _decode(self, z1: Tensor, z2: Tensor) -> Tensor:
-        return self.p_x(self.p_x_features(z1, z2)).unflatten(-1, self.data_shape)
+        return self.p_x(self.p_x_features(z1, z2)).unflatten(-1, self.params_shape)
 
     def _log_terms(self, x: Tensor, samples: tuple[int, ...] = ()) -> tuple[Tensor, Tensor, Tensor]:
         """``log p(x|z1,z2)``, ``KL_z1`` and ``KL_z2`` estimates for ``samples`` draws per image."""

@@ -50,8 +50,9 @@ class IWAE(VAE):
 
 def _parts(config: ComposedVAEConfig, context: ModelContext):
     encoder = context.component("encoder", config.encoder, config.latent_dim)
-    decoder = context.component("decoder", config.decoder, config.latent_dim)
-    return encoder, decoder, context.prior(config, encoder), context.likelihood(config)
+    likelihood = context.likelihood(config)
+    decoder = context.decoder(config.decoder, config.latent_dim, likelihood)
+    return encoder, decoder, context.prior(config, encoder), likelihood
 
 
 def build_vae(config: ComposedVAEConfig, context: ModelContext) -> VAE:
