@@ -130,8 +130,6 @@ def _load(
 ) -> tuple[Registry, RunConfig, GenerativeModel, int]:
     from genmod.runner import load_trained, select_device
 
-    if checkpoint not in (None, "best", "last"):
-        raise ConfigError(f"--checkpoint must be best or last, not '{checkpoint}'")
     files = [Path(p) for p in plugins]
     found = registry([*files, *saved_plugins(run_dir, files)])
     config, model, epoch = load_trained(run_dir, found, select_device(device), checkpoint)
@@ -149,8 +147,6 @@ def export(run: str | Path, out: str | Path | None = None, *, checkpoint: str | 
     path = Path(out) if out is not None else run_dir / f"model{EXPORTED_SUFFIX}"
     if path.suffix != EXPORTED_SUFFIX:
         raise ConfigError(f"the exported file must end in {EXPORTED_SUFFIX}: {path}")
-    if checkpoint not in (None, "best", "last"):
-        raise ConfigError(f"--checkpoint must be best or last, not '{checkpoint}'")
     config = read_run_config(run_dir)
     export_safetensors(path, run_weights(run_dir, config["model"]["name"], checkpoint), config)
     return path

@@ -185,6 +185,8 @@ def load_trained(
 
 def run_weights(run_dir: Path, model_name: str, checkpoint: str | None) -> dict[str, Any]:
     """``best.pt`` or the last checkpoint of a run folder, as ``checkpoint`` asks."""
+    if checkpoint not in (None, "best", "last"):
+        raise ConfigError(f"--checkpoint must be best or last, not '{checkpoint}'")
     has_best, has_last = (run_dir / BEST).is_file(), (run_dir / CHECKPOINT).is_file()
     if checkpoint == "best" and not has_best:
         raise CheckpointError(

@@ -165,6 +165,9 @@ def test_eval_uses_the_best_checkpoint_unless_asked_for_the_last(tmp_path, regis
     assert genmod("run", "mlp-vae", "--epochs", 1, "--set", "data.limit=300", "--out", plain).exit_code == 0
     refused = genmod("sample", plain, "--checkpoint", "best")
     assert refused.exit_code == 1 and "--checkpoint last" in refused.output
+    for command in ("sample", "export"):
+        unknown = genmod(command, plain, "--checkpoint", "worst")
+        assert unknown.exit_code == 2 and "--checkpoint must be best or last, not 'worst'" in unknown.output
 
 
 @pytest.mark.parametrize(
