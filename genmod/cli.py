@@ -805,6 +805,7 @@ def pack(
     Train with: genmod run mlp-vae --set data.name=streaming --data-dir OUT_DIR"""
     import itertools
 
+    from genmod.streaming import StreamingImages
     from genmod.streaming import pack as pack_splits
 
     if out_dir.exists():
@@ -822,7 +823,7 @@ def pack(
         splits = {}
         for split in ("train", "test"):
             images = spec.build(root, split, False)
-            if not hasattr(images, "numpy"):
+            if isinstance(images, StreamingImages):
                 raise ConfigError(f"dataset '{source}' is streamed already: pack its source instead")
             splits[split] = (tuple(images.shape[1:]), iter(images))
     shape, train = splits["train"]

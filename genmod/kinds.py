@@ -82,7 +82,7 @@ KINDS: tuple[Kind, ...] = (
         hook=hookspecs.register_datasets.__name__,
         spec=DatasetSpec,
         base=None,
-        description="images from disk, as tensors",
+        description="images from disk, as tensors (or streamed from shards)",
     ),
     Kind(
         name="logger",

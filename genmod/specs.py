@@ -84,7 +84,8 @@ class DatasetSpec:
 
     ``build(root, split, download)`` returns all images of ``split`` ("train" or "test") as
     one tensor of shape ``(N, C, H, W)``: ``uint8`` (0-255) where the source is 8-bit, which
-    genmod keeps in memory as it is and scales per batch, or float with values in [0, 1]. It raises
+    genmod keeps in memory as it is and scales per batch, or float with values in [0, 1]; for a
+    training split larger than memory, a :class:`genmod.streaming.StreamingImages`. It raises
     ``FileNotFoundError`` when ``root`` does not hold the dataset and ``ValueError`` when its
     files break the contract; ``expects`` says what ``root`` must be, for error messages.
     """
