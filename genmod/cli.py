@@ -805,7 +805,7 @@ def pack(
     Train with: genmod run mlp-vae --set data.name=streaming --data-dir OUT_DIR"""
     import itertools
 
-    from genmod.streaming import StreamingImages
+    from genmod.streaming import SPLITS, StreamingImages
     from genmod.streaming import pack as pack_splits
 
     if out_dir.exists():
@@ -814,14 +814,14 @@ def pack(
     if folder.is_dir():
         from genmod.builtins.datasets import image_files
 
-        splits = {split: image_files(folder / split) for split in ("train", "test")}
+        splits = {split: image_files(folder / split) for split in SPLITS}
     else:
         from genmod.data import resolve_root
 
         spec = _registry(plugin).dataset(source)
         root = data_dir or resolve_root(DataConfig(name=source))[0]
         splits = {}
-        for split in ("train", "test"):
+        for split in SPLITS:
             images = spec.build(root, split, False)
             if isinstance(images, StreamingImages):
                 raise ConfigError(f"dataset '{source}' is streamed already: pack its source instead")

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 INDEX = "genmod.json"
 SPLITS = ("train", "test")
+"""The splits a packed folder holds."""
 # One canonical node: the sample order is the same for any number of processes and machines.
 CANONICAL_NODES = 1
 
@@ -72,6 +73,11 @@ def pack(
     """Write each split's images (its shape, and the images one at a time: 8-bit ones, or
     float in [0, 1], rounded to 8 bits) as shards under ``out/SPLIT``, and ``genmod.json``;
     returns the images written per split."""
+    shapes = {tuple(shape) for shape, _ in splits.values()}
+    if len(shapes) > 1:
+        raise ConfigError(
+            f"the splits' images differ in shape ({', '.join(map(str, sorted(shapes)))}): give them one"
+        )
     counts = {}
     for split, (shape, images) in splits.items():
         as_bytes = (
@@ -79,11 +85,6 @@ def pack(
             for image in images
         )
         counts[split] = write_split(out / split, as_bytes, shape, shard_bytes)
-    shapes = {tuple(shape) for shape, _ in splits.values()}
-    if len(shapes) > 1:
-        raise ConfigError(
-            f"the splits' images differ in shape ({', '.join(map(str, sorted(shapes)))}): give them one"
-        )
     index = {"shape": list(shapes.pop()), "images": counts, "source": source}
     (out / INDEX).write_text(json.dumps(index, indent=2) + "\n")
     return counts
@@ -100,6 +101,11 @@ def _dataset(folder: Path, **options: Any) -> StreamingDataset:
 
 def _images(rows: list[dict[str, Any]]) -> torch.Tensor:
     return torch.from_numpy(np.stack([row["image"] for row in rows]))
+
+
+def _read(dataset: StreamingDataset, indices: range) -> torch.Tensor:
+    """The images at ``indices`` of a packed split, in one tensor."""
+    return _images([dataset.get_item(i) for i in indices])
 
 
 class StreamingImages:
@@ -119,8 +125,7 @@ class StreamingImages:
         return self.shape[0]
 
     def __getitem__(self, index: slice) -> torch.Tensor:
-        dataset = self._dataset or _dataset(self.folder / "train")
-        return _images([dataset.get_item(i) for i in range(len(self))[index]])
+        return _read(self._dataset or _dataset(self.folder / "train"), range(len(self))[index])
 
     def batches(
         self,
@@ -168,4 +173,4 @@ class StreamingImages:
 def load_split(folder: Path, split: str) -> torch.Tensor:
     """A whole packed split in memory (the test set), in its packed order."""
     dataset = _dataset(folder / split)
-    return _images([dataset.get_item(i) for i in range(dataset.size)])
+    return _read(dataset, range(dataset.size))
