@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from genmod.config_loader import resolve_run_config
+from genmod.data import as_float
 from genmod.distributed import Topology
 from genmod.plugins import load_registry
 from genmod.progress import RunReporter
@@ -182,7 +183,8 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="genmod-epoch-time-"))
 
-    images = load_registry().dataset("mnist").build(args.data_dir, "train", False)
+    # The bare loop and Pythae get float32 images, as hand-written code holds them.
+    images = as_float(load_registry().dataset("mnist").build(args.data_dir, "train", False))
     torch.manual_seed(0)
     bare_model, seed_model = BareVAE(), BareVAE(sigmoid_output=True)
     bare_opt = torch.optim.Adam(bare_model.parameters(), lr=1e-3)

@@ -66,12 +66,6 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200_000)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument(
-        "--layers",
-        default="{name: conv, channels: [16, 32], hidden: 128}",
-        help="encoder and decoder (the recipe's are 4x wider; memory is the data's, not the layers')",
-    )
     parser.add_argument("--folder", type=Path, default=None, help="where to pack (default: a temp folder)")
     args = parser.parse_args()
 
@@ -93,9 +87,7 @@ def main() -> None:
         command = [
             sys.executable, "-m", "genmod", "run", "--config", str(RECIPE), "--out", str(out),
             "--data-dir", str(folder), "--epochs", "1", "--device", "cpu",
-            "--set", "data.name=streaming", "--set", f"train.batch_size={args.batch_size}",
-            "--set", f"train.checkpoint_every={args.steps}", "--set", "train.compile=false",
-            "--set", f"model.encoder={args.layers}", "--set", f"model.decoder={args.layers}",
+            "--set", "data.name=streaming", "--set", f"train.checkpoint_every={args.steps}",
         ]  # fmt: skip
         run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         peak_rss = peak_pss = 0
@@ -114,7 +106,7 @@ def main() -> None:
             raise SystemExit(f"the run ended early: {run.stderr.read() if run.stderr else ''}")
         run.send_signal(signal.SIGINT)
         run.wait()
-    print(f"{args.steps} steps of batch {args.batch_size} in {seconds:.0f} s ({os.cpu_count()} cores)")
+    print(f"{args.steps} steps of the recipe in {seconds:.0f} s ({os.cpu_count()} cores)")
     print(f"peak resident memory of the training process: {peak_rss / 2**20:.2f} GB")
     print(
         f"peak PSS of the training process and its DataLoader workers: {peak_pss / 2**20:.2f} GB (target < 2 GB)"

@@ -6,17 +6,17 @@ resolved config. It is written atomically and read with ``weights_only=True``, s
 never leaves a half-written file and loading a file cannot execute code.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: TypedDict sees NotRequired only unquoted.
 import json
 import os
 import pickle
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import torch
+from typing_extensions import NotRequired, TypedDict
 
 from genmod.errors import CheckpointError, ConfigError, one_line
 
@@ -70,6 +70,9 @@ class CheckpointState(TypedDict):
     model: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
     schedule: dict[str, Any]
+    scaler: NotRequired[dict[str, Any]]
+    """float16's loss scale and its growth counter (``{}`` for other precisions; absent
+    before genmod 0.3)."""
     best: Best | None
     """With ``data.validation``; else ``None``."""
     rng: RNGStates

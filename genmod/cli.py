@@ -426,7 +426,7 @@ def eval_command(
     data_dir: RunDataDirOption = None,
     checkpoint: CheckpointOption = None,
     precision: Annotated[
-        str, typer.Option(help="Layers in auto (bf16 where native), fp32 or bf16; sums are float32.")
+        str, typer.Option(help="Layers in auto (bf16 where native), fp32, bf16 or fp16; sums are float32.")
     ] = "auto",
     compile: Annotated[
         Optional[bool],
@@ -446,7 +446,7 @@ def eval_command(
     if split not in ("test", "validation", "train"):
         raise ConfigError(f"--split must be test, validation or train, not '{split}'")
     if precision not in get_args(Precision):
-        raise ConfigError(f"--precision must be auto, fp32 or bf16, not '{precision}'")
+        raise ConfigError(f"--precision must be one of {', '.join(get_args(Precision))}, not '{precision}'")
     registry, config, model, epoch = _trained(run_dir, plugin, device, checkpoint, "log_importance_weights")
     data = _data(registry, config, model, data_dir)
     if split == "validation" and data.validation is None:

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-Precision = Literal["auto", "fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Compile = bool | Literal["auto"]
 
 
@@ -162,8 +162,9 @@ class TrainConfig(_Strict):
     precision: Precision = Field(
         "auto",
         description="Arithmetic of the layers: bf16 (bfloat16 autocast, float32 weights, losses and "
-        "sums), fp32, or auto: bf16 where the device computes it natively (CPUs with AVX-512 BF16 "
-        "or AMX, recent GPUs), else fp32.",
+        "sums), fp16 (the same in float16, with a gradient scaler: for GPUs without bfloat16), fp32, "
+        "or auto: bf16 where the device computes it natively (CPUs with AVX-512 BF16 or AMX, recent "
+        "GPUs), else fp32.",
     )
     compile: Compile = Field(
         "auto",

@@ -4,9 +4,10 @@
 Measured on the 2-core AVX-512 BF16 CPU this was written on (benchmarks/README.md): bfloat16
 autocast makes the reference training step 1.27x faster, ``torch.compile`` on top of it about
 1.5x; ``genmod eval --k 5000`` is 4.8x faster than float32 eager with both (and the Bernoulli
-likelihood's fused pass in compiled code). bfloat16 applies to the layers (matrix multiplies
-and convolutions, through :func:`torch.autocast`); distributions, losses and log-sum-exps stay
-in float32.
+likelihood's fused pass in compiled code). bfloat16 (or float16) applies to the layers (matrix
+multiplies and convolutions, through :func:`torch.autocast`); distributions, losses and
+log-sum-exps stay in float32. float16's narrow range needs a gradient scaler in training
+(:func:`grad_scaler`); bfloat16 has float32's range and needs none.
 """
 
 from __future__ import annotations
@@ -39,17 +40,27 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+# What each precision setting runs the layers in (None: float32, no autocast).
+DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
     """The dtype layers run in (None: float32). ``auto`` is bf16 where the device has native
     bfloat16 arithmetic, else fp32."""
-    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
-        return torch.bfloat16
-    return None
+    if precision == "auto":
+        precision = "bf16" if native_bf16(device) else "fp32"
+    return DTYPES[precision]
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
-    """How reports name the layers' arithmetic: ``fp32`` (None) or ``bf16``."""
-    return "fp32" if dtype is None else "bf16"
+    """How reports name the layers' arithmetic: ``fp32`` (None), ``bf16`` or ``fp16``."""
+    return next(name for name, value in DTYPES.items() if value == dtype)
+
+
+def grad_scaler(dtype: torch.dtype | None, device: torch.device) -> torch.amp.GradScaler:
+    """Loss scaling for float16 layers, whose gradients would otherwise underflow; for other
+    dtypes a disabled scaler, whose calls pass straight through to the optimizer."""
+    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
 
 def autocast(dtype: torch.dtype | None, device: torch.device) -> AbstractContextManager[None]:

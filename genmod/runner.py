@@ -42,7 +42,14 @@ from genmod.metrics import EpochRecord, SplitMetrics, write_metrics
 from genmod.model import GenerativeModel
 from genmod.optim import Schedule, make_optimizer
 from genmod.plugins import Registry
-from genmod.precision import COMPILE_MIN_STEPS, autocast_dtype, compile_module, compile_wanted, precision_name
+from genmod.precision import (
+    COMPILE_MIN_STEPS,
+    autocast_dtype,
+    compile_module,
+    compile_wanted,
+    grad_scaler,
+    precision_name,
+)
 from genmod.probe import probe_model
 from genmod.progress import RunReporter
 from genmod.specs import ModelContext
@@ -300,6 +307,7 @@ class Run:
         )
         self.optimizer = make_optimizer(self.model.parameters(), train)
         self.schedule = Schedule(self.optimizer, train)
+        self.scaler = grad_scaler(self.dtype, device)
         self.rules = UpdateRules(train.clip_grad_norm, train.skip_updates_above)
         self.best: Best | None = None
         self.history: list[EpochRecord] = []
@@ -333,6 +341,7 @@ class Run:
             model=self.model.state_dict(),
             optimizer=self.optimizer.state_dict(),
             schedule=self.schedule.state_dict(),
+            scaler=self.scaler.state_dict(),
             best=self.best,
             rng={
                 "torch": distributed.gather(torch.get_rng_state()),
@@ -347,6 +356,8 @@ class Run:
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.schedule.load_state_dict(state["schedule"])
+            if state.get("scaler"):  # float16 runs only; {} from a disabled scaler
+                self.scaler.load_state_dict(state["scaler"])
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(
                 f"the checkpoint's optimizer state does not match this config ({exc})"
@@ -543,6 +554,7 @@ class Run:
                 epoch,
                 self.position,
                 rules=self.rules,
+                scaler=self.scaler,
                 on_progress=self.reporter.step,
                 binarize=self.data.dynamic_binarization,
                 should_stop=lambda step: stops.requested or (every is not None and step % every == 0),

@@ -105,6 +105,17 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert all(torch.equal(whole[k], split[k]) for k in whole)
 
 
+def test_a_checkpoint_written_before_the_loss_scaler_existed_still_resumes(tmp_path):
+    out = tmp_path / "run"
+    assert small_run(out, "--epochs", 1).exit_code == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state.pop("scaler") == {}  # float32 and bf16 runs have no loss scale
+    torch.save(state, out / "checkpoint.pt")
+    resumed = genmod("run", "--resume", out, "--epochs", 2)
+    assert resumed.exit_code == 0, resumed.output
+    assert len(metrics(out)) == 2
+
+
 def test_non_empty_output_folder_is_refused(tmp_path):
     out = tmp_path / "taken"
     out.mkdir()
@@ -129,6 +140,22 @@ def test_missing_data_names_the_folder_and_files(tmp_path):
     assert result.exit_code == 1
     assert "nowhere" in result.output and "train-images-idx3-ubyte" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_fp16_scales_the_loss_and_resumes_bit_for_bit(tmp_path):
+    # float16 is for GPUs without bfloat16; its loss scaler runs the same on the CPU.
+    fp16 = ("--set", "train.precision=fp16", "--set", "train.compile=false")
+    assert small_run(tmp_path / "whole", "--epochs", 3, *fp16).exit_code == 0
+    assert small_run(tmp_path / "split", "--epochs", 2, *fp16).exit_code == 0
+    resumed = genmod("run", "--resume", tmp_path / "split", "--epochs", 3)
+    assert resumed.exit_code == 0 and "fp16" in resumed.output, resumed.output
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole")
+    # The first steps' scaled gradients overflow float16: the scaler skipped them and backed off.
+    scaler = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["scaler"]
+    assert scaler["scale"] < 2.0**16
+    assert metrics(tmp_path / "whole")[-1]["test"]["loss"] < metrics(tmp_path / "whole")[0]["test"]["loss"]
+    evaluated = genmod("eval", tmp_path / "whole", "--k", 10, "--images", 50, "--precision", "fp16")
+    assert evaluated.exit_code == 0 and "fp16" in evaluated.output, evaluated.output
 
 
 def test_compiled_bf16_runs_repeat_exactly_and_resume_bit_for_bit(tmp_path):

@@ -14,7 +14,7 @@ from test_plugins import LAPLACE_PLUGIN, install_distribution
 
 import genmod
 from genmod import hookspecs
-from genmod.checkpoint import REQUIRED
+from genmod.checkpoint import REQUIRED, CheckpointState
 from genmod.config_loader import resolve_run_config
 from genmod.kinds import KINDS
 from genmod.plugins import load_registry
@@ -269,7 +269,8 @@ def test_checkpoint_and_metrics_follow_their_one_schema(tmp_path, data_dir):
     out = tmp_path / "run"
     assert cli("run", "mlp-vae", "--epochs", 1, "--set", "data.limit=300", "--out", out).exit_code == 0
     state = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert set(REQUIRED) <= set(state) and set(state) - set(REQUIRED) == {"format", "format_version"}
+    schema = CheckpointState.__required_keys__ | CheckpointState.__optional_keys__
+    assert set(REQUIRED) <= set(state) and set(state) - schema == {"format", "format_version"}
     from genmod.metrics import read_metrics
 
     (record,) = read_metrics(out / "metrics.jsonl")

@@ -54,7 +54,7 @@ def _image_folder(root: Path, counts: dict[str, int]) -> Path:
 def test_the_conv_rgb_recipe_trains_on_an_image_folder_and_reports_bits_per_dim(tmp_path):
     folder = _image_folder(tmp_path / "images", {"train": 128, "test": 32})
     out = tmp_path / "run"
-    small = "{name: conv, channels: [16, 32], hidden: 64}"  # the recipe's layers, narrower
+    small = "{name: conv, channels: [8, 16, 32], hidden: 64}"  # the recipe's layers, narrower
     result = genmod(
         "run", "--config", RECIPE, "--data-dir", folder, "--out", out, "--epochs", 3, "--device", "cpu",
         "--set", "train.batch_size=16", "--set", f"model.encoder={small}", "--set", f"model.decoder={small}",

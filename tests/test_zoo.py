@@ -11,6 +11,7 @@ from genmod.builtins.likelihoods import BernoulliLikelihood
 from genmod.config_loader import resolve_run_config
 from genmod.runner import build_model
 from genmod_mlp_vae import MLPEncoder
+from genmod_zoo.conv import ConvDecoder, ConvEncoder, ConvOptions
 from genmod_zoo.likelihoods import ContinuousBernoulliLikelihood, GaussianLikelihood
 from genmod_zoo.priors import MixtureOfGaussiansPrior, VampPrior
 from helpers import genmod
@@ -126,6 +127,19 @@ def test_beta_one_is_the_plain_vae_and_beta_weights_the_kl(registry, mnist):
     torch.testing.assert_close(losses["b1"][0], losses["ref"][0])
     terms = losses["b4"][1].terms
     torch.testing.assert_close(losses["b4"][0], (terms["reconstruction"] + 4 * terms["kl"]).mean())
+
+
+def test_conv_layers_halve_the_image_once_per_channels_entry():
+    options = ConvOptions(channels=[8, 16, 32], hidden=24)
+    encoder = ConvEncoder((3, 64, 64), 5, options)
+    decoder = ConvDecoder((7, 64, 64), 5, options)
+    # Three halvings take 64x64 to 8x8 maps before the fully connected layer.
+    assert [m.in_features for m in encoder.net if isinstance(m, torch.nn.Linear)] == [32 * 8 * 8, 24]
+    x = torch.rand(2, 3, 64, 64)
+    assert encoder(x).mean.shape == (2, 5)
+    assert decoder(torch.randn(4, 2, 5)).shape == (4, 2, 7, 64, 64)
+    with pytest.raises(ValueError, match="multiples of 8, got shape \\(1, 28, 28\\)"):
+        ConvEncoder((1, 28, 28), 5, options)
 
 
 @pytest.mark.parametrize(
