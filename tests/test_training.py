@@ -1,8 +1,11 @@
+import typing
+
 import torch
 
-from genmod.config import DataConfig, RunConfig, TrainConfig
+from genmod.config import DataConfig, Precision, RunConfig, TrainConfig
 from genmod.config_loader import resolve_run_config
 from genmod.metrics import SplitMetrics
+from genmod.precision import autocast_dtype, grad_scaler, precision_name
 from genmod.runner import build_model
 from genmod.training import evaluate, train_epoch
 
@@ -35,3 +38,14 @@ def test_learning_rate_schedule_follows_the_seed_recipe(registry):
         and config.data == DataConfig()
         and isinstance(config.train, TrainConfig)
     )
+
+
+def test_every_precision_setting_names_the_arithmetic_its_reports_show():
+    cpu = torch.device("cpu")
+    settings = [setting for setting in typing.get_args(Precision) if setting != "auto"]
+    assert [precision_name(autocast_dtype(setting, cpu)) for setting in settings] == settings
+    assert precision_name(autocast_dtype("auto", cpu)) in ("bf16", "fp32")
+    # Only float16 scales its loss; elsewhere the scaler passes calls through.
+    assert [grad_scaler(autocast_dtype(s, cpu), cpu).is_enabled() for s in settings] == [
+        s == "fp16" for s in settings
+    ]
