@@ -98,7 +98,9 @@ def importance_sampled_nll(
     started = time.perf_counter()
     dtype = autocast_dtype(precision, images.device)
     use_compile = compile_wanted(compile, len(images) * k, COMPILE_MIN_SAMPLES)
-    weights = compiled(model.log_importance_weights) if use_compile else model.log_importance_weights
+    weights = (
+        compiled(model.log_importance_weights, images.device) if use_compile else model.log_importance_weights
+    )
     chunk = min(k, max_rows)
     batch = max(1, max_rows // chunk)
     log_px, elbo = [], []

@@ -82,14 +82,23 @@ def _leave_out_of_graphs() -> None:
     TrainingProgress._ramp = torch.compiler.disable(TrainingProgress._ramp)  # type: ignore[method-assign]
 
 
-def compiled(function: _F) -> _F:
-    """``torch.compile`` with eager random numbers, so that a compiled run draws exactly the
-    samples an eager one draws (same seed, same noise) and resume stays bit-exact."""
+def _inductor_options(device: torch.device) -> dict[str, bool]:
+    """Eager random numbers, so that a compiled run draws exactly the samples an eager one
+    draws (same seed, same noise) and resume stays bit-exact. On the CPU, graphs are also
+    called from generated C++ rather than Python: the same kernels, so the same numbers, and
+    2.6% off the reference training step (benchmarks/README.md), whose kernels are small
+    enough for the Python calls between them to show."""
+    return {"fallback_random": True, "cpp_wrapper": device.type == "cpu"}
+
+
+def compiled(function: _F, device: torch.device) -> _F:
+    """``torch.compile`` of ``function``, which runs on ``device``, with genmod's options."""
     _leave_out_of_graphs()
-    return torch.compile(function, options={"fallback_random": True})  # type: ignore[return-value]
+    return torch.compile(function, options=_inductor_options(device))  # type: ignore[return-value]
 
 
 def compile_module(module: torch.nn.Module) -> None:
     """Compile ``module``'s forward in place: its class, attributes and state-dict keys stay."""
     _leave_out_of_graphs()
-    module.compile(options={"fallback_random": True})
+    device = next(module.parameters(), torch.empty(0)).device
+    module.compile(options=_inductor_options(device))
