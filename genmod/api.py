@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 import yaml
 
+from genmod.checkpoint import EXPORTED_SUFFIX
 from genmod.config import Compile, Precision, RunConfig
 from genmod.config_loader import apply_override, read_run_config, resolve_run_config, validate_run_config
-from genmod.errors import ConfigError, GenmodError
+from genmod.errors import ConfigError, GenmodError, UnknownNameError, UntrustedPluginError
 from genmod.plugins import Registry, load_registry
 
 if TYPE_CHECKING:
@@ -35,28 +36,69 @@ def registry(plugins: Sequence[str | Path] = ()) -> Registry:
     return loaded
 
 
-def saved_plugins(run_dir: Path, given: Sequence[Path] = ()) -> list[Path]:
-    """The plugin files a run was trained with (its config's ``plugins``), to load again.
+def plugin_files(run: Path | None, given: Sequence[Path] = (), *, trust_plugins: bool = False) -> list[Path]:
+    """The plugin files a command imports: those the user named (``given``, remembered as
+    trusted, see :mod:`genmod.trust`), then those the run was trained with.
 
-    A file passed again is not loaded twice; a file that is gone is an error unless other
-    plugin files were given, which then stand in for it.
+    A remembered file is imported only if it is trusted, or with ``trust_plugins``; otherwise
+    the command stops in one line naming it. An exported weights file names no plugin files.
     """
+    from genmod import trust
+
+    given = list(given)
+    trust.remember(given)
+    return [*given, *saved_plugins(run, given, trust_plugins=trust_plugins)] if run else given
+
+
+def remembered_plugins(run: Path) -> list[Path]:
+    """The plugin files a run folder's config (or an exported file's metadata, before genmod
+    0.3) names, as written there; [] where it names none or cannot be read."""
     try:
-        saved = read_run_config(run_dir).get("plugins") or []
+        if run.suffix == EXPORTED_SUFFIX and run.is_file():
+            from genmod.checkpoint import exported_plugin_files
+
+            saved: object = exported_plugin_files(run)
+        elif (run / "config.yaml").is_file():
+            saved = read_run_config(run).get("plugins") or []
+        else:
+            return []
     except (GenmodError, OSError, yaml.YAMLError, AttributeError):
         return []  # not a run folder: the caller says so in its own words
+    return [Path(str(p)) for p in saved] if isinstance(saved, list) else []
+
+
+def saved_plugins(run_dir: Path, given: Sequence[Path] = (), *, trust_plugins: bool = False) -> list[Path]:
+    """The plugin files a run was trained with (its config's ``plugins``), to load again.
+
+    genmod records absolute paths. A remembered file is loaded only if this user named it on
+    this machine and it is unchanged since (:mod:`genmod.trust`), or with ``trust_plugins``
+    (a relative path is then taken from the run folder, never from the current folder). A
+    file passed again is not loaded twice; plugin files given on the command line stand in for
+    remembered ones that are gone or not trusted; without them, either is an error.
+    """
+    from genmod import trust
+
     names = {Path(p).resolve() for p in given}
     found = []
-    for path in map(Path, saved):
+    for written in remembered_plugins(run_dir):
+        path = written if written.is_absolute() else run_dir / written
         if path.resolve() in names:
             continue
-        if path.is_file():
-            found.append(path)
-        elif not given:
+        trusted = trust_plugins or (written.is_absolute() and trust.is_trusted(path))
+        if given and not (trusted and path.is_file()):
+            continue
+        if not trusted:
+            raise UntrustedPluginError(
+                f"{run_dir} names the plugin file {written}, which was not run: genmod runs only "
+                "plugin files you name or trained with here, unchanged. If you trust it, pass "
+                f"--plugin {written} (or --trust-plugins)"
+            )
+        if not path.is_file():
             raise ConfigError(
-                f"{run_dir} was trained with the plugin file {path}, which no longer exists: "
+                f"{run_dir} was trained with the plugin file {written}, which no longer exists: "
                 "pass its new place with --plugin FILE"
             )
+        found.append(path)
     return found
 
 
@@ -73,6 +115,7 @@ def train(
     resume: str | Path | None = None,
     force: bool = False,
     plugins: Sequence[str | Path] = (),
+    trust_plugins: bool = False,
     **overrides: Any,
 ) -> Run:
     """Train like ``genmod run``, with the same validation, outputs and resume.
@@ -82,6 +125,8 @@ def train(
     ``resume=RUN_DIR``. Keyword overrides spell dotted keys with ``__``:
     ``train("mlp-vae", train__epochs=2, data__limit=1000)``. Returns the finished
     :class:`~genmod.runner.Run` (``.history``, ``.model``, ``.out_dir``, ``.config``).
+    A resumed run imports the plugin files it remembers only if this user trained with them
+    here and they are unchanged, or with ``trust_plugins=True`` (see :mod:`genmod.trust`).
     """
     from genmod.runner import train as run_training
 
@@ -89,10 +134,10 @@ def train(
     sets = [f"{key.replace('__', '.')}={json.dumps(value)}" for key, value in overrides.items()]
     if resume is not None:
         run_dir = Path(resume)
-        found = registry([*files, *saved_plugins(run_dir, files)])
+        found = registry(plugin_files(run_dir, files, trust_plugins=trust_plugins))
         run_config = resolve_run_config(found, run_dir=run_dir, overrides=sets)
         return run_training(run_config, found, out_dir=run_dir, resume=True)
-    found = registry(files)
+    found = registry(plugin_files(None, files))
     if isinstance(config, (RunConfig, Mapping)):
         run_config = _from_mapping(config.to_dict() if isinstance(config, RunConfig) else config, sets, found)
     elif config is not None and (Path(config).suffix in (".yaml", ".yml") or Path(config).is_file()):
@@ -118,48 +163,90 @@ def load(
     *,
     device: str = "cpu",
     plugins: Sequence[str | Path] = (),
+    trust_plugins: bool = False,
 ) -> GenerativeModel:
     """A trained model from a run folder (or a shipped ``pretrained/NAME``), in eval mode:
     ``sample(n)``, ``reconstruct(x)``, ``log_importance_weights(x, k)``. ``checkpoint`` is
-    ``"best"``, ``"last"`` or ``None`` (the best where the run kept one)."""
-    return _load(Path(run), checkpoint, device, plugins)[2]
+    ``"best"``, ``"last"`` or ``None`` (the best where the run kept one). The run's remembered
+    plugin files are imported only if trusted, or with ``trust_plugins=True``."""
+    return _load(Path(run), checkpoint, device, plugins, trust_plugins)[2]
 
 
 def _load(
-    run_dir: Path, checkpoint: str | None, device: str, plugins: Sequence[str | Path]
+    run_dir: Path, checkpoint: str | None, device: str, plugins: Sequence[str | Path], trust_plugins: bool
 ) -> tuple[Registry, RunConfig, GenerativeModel, int]:
     from genmod.runner import load_trained, select_device
 
-    files = [Path(p) for p in plugins]
-    found = registry([*files, *saved_plugins(run_dir, files)])
-    config, model, epoch = load_trained(run_dir, found, select_device(device), checkpoint)
+    found = registry(plugin_files(run_dir, [Path(p) for p in plugins], trust_plugins=trust_plugins))
+    try:
+        config, model, epoch = load_trained(run_dir, found, select_device(device), checkpoint)
+    except UnknownNameError as exc:
+        if run_dir.suffix != EXPORTED_SUFFIX:
+            raise
+        from genmod.checkpoint import exported_requirements
+
+        needs = ", ".join(f"{name} {version}" for name, version in exported_requirements(run_dir).items())
+        hint = (
+            f"it was exported with the plugin {needs}: pip install it" if needs else "pass its --plugin FILE"
+        )
+        raise UnknownNameError(f"{exc}; {hint}") from None
     return found, config, model, epoch
 
 
-def export(run: str | Path, out: str | Path | None = None, *, checkpoint: str | None = None) -> Path:
+def export(
+    run: str | Path,
+    out: str | Path | None = None,
+    *,
+    checkpoint: str | None = None,
+    plugins: Sequence[str | Path] = (),
+    trust_plugins: bool = False,
+) -> Path:
     """Write a run's weights (``checkpoint`` as in :func:`load`) and resolved config as one
     safetensors file, ``RUN_DIR/model.safetensors`` by default (``genmod export``); returns its
-    path. :func:`load`, ``genmod eval``, ``sample`` and ``reconstruct`` accept the file."""
-    from genmod.checkpoint import EXPORTED_SUFFIX, export_safetensors
+    path. :func:`load`, ``genmod eval``, ``sample`` and ``reconstruct`` accept the file.
+
+    The file names no plugin files, so opening it never imports one: it records the installed
+    plugin that registers the model (name and version), for the error where that is missing.
+    A run naming plugin files that are not trusted is refused as by :func:`load` (none is
+    imported to export).
+    """
+    from genmod.checkpoint import export_safetensors
     from genmod.runner import run_weights
 
     run_dir = Path(run)
     path = Path(out) if out is not None else run_dir / f"model{EXPORTED_SUFFIX}"
     if path.suffix != EXPORTED_SUFFIX:
         raise ConfigError(f"the exported file must end in {EXPORTED_SUFFIX}: {path}")
-    config = read_run_config(run_dir)
-    export_safetensors(path, run_weights(run_dir, config["model"]["name"], checkpoint), config)
+    plugin_files(run_dir, [Path(p) for p in plugins], trust_plugins=trust_plugins)
+    config = {**read_run_config(run_dir), "plugins": []}
+    weights = run_weights(run_dir, config["model"]["name"], checkpoint)
+    export_safetensors(path, weights, config, _model_distribution(str(config["model"]["name"])))
     return path
 
 
-def dataset(run: str | Path, *, root: str | Path | None = None, plugins: Sequence[str | Path] = ()) -> Data:
+def _model_distribution(model: str) -> dict[str, str]:
+    """``{distribution: version}`` of the installed plugin that registers ``model`` ({} if a
+    plugin file does, or none): installed distributions only, so no file is imported."""
+    try:
+        plugin = load_registry().get("model", model).plugin
+    except GenmodError:
+        return {}
+    return {} if plugin.version == "file" else {plugin.name: plugin.version}
+
+
+def dataset(
+    run: str | Path,
+    *,
+    root: str | Path | None = None,
+    plugins: Sequence[str | Path] = (),
+    trust_plugins: bool = False,
+) -> Data:
     """The images a run was trained and tested on (its config's ``data`` section), on the CPU,
     as float in [0, 1]; ``root`` reads them from another folder."""
     from genmod.data import load_data
 
     run_dir = Path(run)
-    files = [Path(p) for p in plugins]
-    found = registry([*files, *saved_plugins(run_dir, files)])
+    found = registry(plugin_files(run_dir, [Path(p) for p in plugins], trust_plugins=trust_plugins))
     config = resolve_run_config(found, run_dir=run_dir)
     data_config = config.data.model_copy(update={"root": Path(root)} if root else {})
     return load_data(found.dataset(data_config.name), data_config, torch.device("cpu")).as_float()
@@ -174,17 +261,21 @@ def evaluate(
     seed: int = 0,
     precision: Precision = "auto",
     compile: Compile = "auto",
+    plugins: Sequence[str | Path] = (),
+    trust_plugins: bool = False,
 ) -> NLLResult:
     """The importance-sampled NLL and -ELBO per image (``genmod eval``).
 
     Pass a run folder (its test set is used) or a model with ``images``. ``limit`` evaluates
-    the first images only; ``precision`` and ``compile`` are as in ``genmod eval``.
+    the first images only; ``precision`` and ``compile`` are as in ``genmod eval``; ``plugins``
+    and ``trust_plugins`` as in :func:`load`.
     """
     from genmod.evaluation import importance_sampled_nll
 
     if isinstance(model_or_run, (str, Path)):
-        model = load(model_or_run)
-        images = dataset(model_or_run).test if images is None else images
+        model = load(model_or_run, plugins=plugins, trust_plugins=trust_plugins)
+        if images is None:
+            images = dataset(model_or_run, plugins=plugins, trust_plugins=trust_plugins).test
     else:
         model = model_or_run
         if images is None:

@@ -55,8 +55,27 @@ def write_config(config: dict[str, Any], path: Path) -> None:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+class _NoAliases(yaml.SafeLoader):
+    """YAML's safe loader, refusing aliases: genmod's configs never need them, and a few lines
+    of nested aliases expand to billions of values when the config is copied or written out."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not read in genmod configs: write the values out",
+                event.start_mark,
+            )  # fmt: skip
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse a config's YAML: plain values only (no tags, no aliases)."""
+    return yaml.load(text, Loader=_NoAliases)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_config(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
+    return load_yaml(path.read_text())
 
 
 def plot_losses(history: Sequence[EpochRecord], path: Path) -> None:

@@ -12,8 +12,10 @@ import os
 import pickle
 import tempfile
 import warnings
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from typing_extensions import NotRequired, TypedDict
@@ -89,15 +91,33 @@ def save_checkpoint(path: Path, state: CheckpointState) -> None:
 
 
 def _atomic_save(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write via a temporary file and an atomic rename: a failure leaves the previous file."""
+    _atomic_write(path, lambda handle: torch.save(payload, handle))
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write`` into a hidden temporary file beside ``path``, then rename it over ``path``.
+
+    A full disk or any other failed write removes the temporary file and is one line saying
+    that the previous file is kept; nothing half-written is ever left under either name.
+    """
+    tmp: str | None = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, (OSError, RuntimeError)):
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc, 100)
+            kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
+            raise CheckpointError(
+                f"could not write {path} ({reason}): {kept}; free some space (or write elsewhere) and retry"
+            ) from None
         raise
 
 
@@ -122,6 +142,7 @@ def _read(path: Path, expected: str, model_name: str | None) -> dict[str, Any]:
     """Load ``path`` without unpickling code, refusing another format or another model's file."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: the run has not finished an epoch yet")
+    _check_records(path)
     try:
         with warnings.catch_warnings():
             # torch warns about unusual pickle protocols before refusing them; the refusal below
@@ -149,6 +170,26 @@ def _read(path: Path, expected: str, model_name: str | None) -> dict[str, Any]:
     return state
 
 
+def _check_records(path: Path) -> None:
+    """Refuse a zip whose records are compressed before torch unpacks it: torch stores its
+    records as they are, and a compressed one can unpack to far more memory than the file's size."""
+    if not zipfile.is_zipfile(path):
+        return  # torch's reader says what else is wrong with it
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path} is truncated, corrupted or not a genmod checkpoint ({one_line(exc, 120)})"
+        ) from None
+    packed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
+    if packed or sum(r.file_size for r in records) > path.stat().st_size:
+        raise CheckpointError(
+            f"{path} holds compressed records ({', '.join(packed[:2]) or 'sizes beyond the file'}), which "
+            "torch never writes: it was not loaded, for safety"
+        )
+
+
 def load_checkpoint(path: Path, model_name: str | None = None) -> CheckpointState:
     """Read a checkpoint, refusing anything that is not a complete genmod checkpoint.
 
@@ -166,27 +207,64 @@ def load_checkpoint(path: Path, model_name: str | None = None) -> CheckpointStat
     return state  # type: ignore[return-value]
 
 
-def export_safetensors(path: Path, weights: dict[str, Any], config: dict[str, Any]) -> None:
+def export_safetensors(
+    path: Path, weights: dict[str, Any], config: dict[str, Any], requires: dict[str, str]
+) -> None:
     """Write the weights of ``weights`` (as :func:`load_weights_file` returns them) and the run's
-    resolved ``config`` as one safetensors file: tensors, and strings as metadata."""
+    resolved ``config`` as one safetensors file: tensors, and strings as metadata. ``requires``
+    names the installed plugins (distribution: version) the model comes from."""
     _need_safetensors()
-    from safetensors.torch import save_file
-
     metadata = {
         "format": WEIGHTS_FORMAT,
         "model_name": weights["model_name"],
         "epoch": str(weights["epoch"]),
         "data_shape": json.dumps(list(weights["data_shape"])),
         "config": json.dumps(config),
+        "requires": json.dumps(requires),
     }
     # safetensors refuses tensors that share memory; a copy of each is what a reader rebuilds.
     tensors = {name: tensor.detach().clone().contiguous() for name, tensor in weights["model"].items()}
-    save_file(tensors, str(path), metadata=metadata)
+    from safetensors import SafetensorError
+    from safetensors.torch import save
+
+    try:
+        content = save(tensors, metadata=metadata)
+    except SafetensorError as exc:
+        raise CheckpointError(f"could not export to {path} ({one_line(exc, 120)})") from None
+    _atomic_write(path, lambda handle: handle.write(content))
 
 
 def read_exported_config(path: Path) -> dict[str, Any]:
-    """The resolved config stored in an exported file's metadata."""
-    return json.loads(_exported_metadata(path)["config"])
+    """The resolved config stored in an exported file's metadata, without plugin files: a file
+    received from someone never makes genmod import one (files of genmod before 0.3 list them)."""
+    metadata = _exported_metadata(path)
+    try:
+        config = json.loads(metadata["config"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path} has a damaged config in its metadata ({one_line(exc, 120)})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} has a damaged config in its metadata (not a mapping)")
+    return {**config, "plugins": []}
+
+
+def exported_plugin_files(path: Path) -> list[str]:
+    """The plugin files an exported file's config names: only files of genmod before 0.3 do,
+    and they are refused unless trusted, never imported on the file's word."""
+    try:
+        config = json.loads(_exported_metadata(path)["config"])
+    except ValueError:
+        return []  # reading its config says what is wrong
+    plugins = config.get("plugins") if isinstance(config, dict) else None
+    return [str(p) for p in plugins] if isinstance(plugins, list) else []
+
+
+def exported_requirements(path: Path) -> dict[str, str]:
+    """The installed plugins (distribution: version) an exported model comes from, if recorded."""
+    try:
+        requires = json.loads(_exported_metadata(path).get("requires", "{}"))
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in requires.items()} if isinstance(requires, dict) else {}
 
 
 def read_exported(path: Path, model_name: str) -> dict[str, Any]:
@@ -200,12 +278,17 @@ def read_exported(path: Path, model_name: str) -> dict[str, Any]:
         raise CheckpointError(
             f"{path} holds weights of model '{metadata.get('model_name')}', not '{model_name}'"
         )
-    return {
-        "model_name": model_name,
-        "epoch": int(metadata["epoch"]),
-        "data_shape": json.loads(metadata["data_shape"]),
-        "model": load_file(str(path)),
-    }
+    try:
+        epoch, data_shape = int(metadata["epoch"]), json.loads(metadata["data_shape"])
+        if not (
+            isinstance(data_shape, list) and all(isinstance(d, int) and 0 < d <= 2**16 for d in data_shape)
+        ):
+            raise ValueError(f"data_shape {str(data_shape)[:40]} is not a list of image sizes")
+        if epoch < 0:
+            raise ValueError(f"epoch {epoch} is negative")
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path} has damaged metadata ({one_line(exc, 120)})") from None
+    return {"model_name": model_name, "epoch": epoch, "data_shape": data_shape, "model": load_file(str(path))}
 
 
 def _need_safetensors() -> None:

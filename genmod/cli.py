@@ -13,6 +13,7 @@ import functools
 import json
 import math
 import os
+import shutil
 import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +31,7 @@ from rich.text import Text
 
 from genmod import __version__
 from genmod.config import ComponentRef, DataConfig, Precision, TrainConfig
-from genmod.errors import ConfigError, GenmodError, UnknownNameError
+from genmod.errors import ConfigError, DataError, GenmodError, UnknownNameError
 from genmod.scaffold import new_plugin
 
 if TYPE_CHECKING:
@@ -76,6 +77,13 @@ PluginOption = Annotated[
         "--plugin",
         help=f"Load a plugin from a .py file (repeatable; also ${PLUGINS_ENV}, path-separated).",
         dir_okay=False,
+    ),
+]
+TrustOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-plugins",
+        help="Import the plugin files the run names even if you did not train with them here.",
     ),
 ]
 
@@ -132,21 +140,22 @@ def _progress_bar(label: str, total: int, unit: str) -> Iterator[Callable[[int],
 
 
 def _registry(
-    plugin_files: list[Path] | None, *, diagnose: bool = False, run_dir: Path | None = None
+    plugin_files: list[Path] | None,
+    *,
+    diagnose: bool = False,
+    run_dir: Path | None = None,
+    trust_plugins: bool = False,
 ) -> Registry:
     """The registry with the installed plugins and the explicit ones (and, for a run folder,
-    the plugin files the run was trained with).
+    the trusted plugin files the run was trained with: :func:`genmod.api.plugin_files`).
 
     A plugin the user named (--plugin, $GENMOD_PLUGINS) must load: every command stops if one
     fails, except the diagnostic ones (``diagnose``: list, plugins), which show the failure.
     """
+    from genmod.api import plugin_files as files_to_load
     from genmod.plugins import load_registry
 
-    files = _explicit_plugins(plugin_files)
-    if run_dir is not None:
-        from genmod.api import saved_plugins
-
-        files += saved_plugins(run_dir, files)
+    files = files_to_load(run_dir, _explicit_plugins(plugin_files), trust_plugins=trust_plugins)
     registry = load_registry(files)
     if not diagnose:
         registry.check_explicit_plugins()
@@ -314,6 +323,7 @@ def run(
         typer.Option(min=1, help="Train with N processes on this machine (DistributedDataParallel)."),
     ] = None,
     plugin: PluginOption = None,
+    trust_plugins: TrustOption = False,
 ) -> None:
     """Train a model: samples, loss plot, metrics, checkpoint.
 
@@ -323,7 +333,7 @@ def run(
     from genmod.progress import RunReporter
     from genmod.runner import train
 
-    registry = _registry(plugin, run_dir=resume)
+    registry = _registry(plugin, run_dir=resume, trust_plugins=trust_plugins)
     if os.environ.get("RANK", "0") == "0":
         for failure in registry.failures:  # explicit ones have stopped the command already
             err_console.print(
@@ -373,7 +383,8 @@ def run(
         argv = ["run", *([model] if model else []), *(a for s in set_ or [] for a in ("--set", s))]
         argv += [a for name, value in options.items() if value is not None for a in (name, str(value))]
         argv += [a for name in logger or [] for a in ("--logger", name)]
-        argv += ["--force"] * force + [a for p in plugin or [] for a in ("--plugin", str(p))]
+        argv += ["--force"] * force + ["--trust-plugins"] * trust_plugins
+        argv += [a for p in plugin or [] for a in ("--plugin", str(p))]
         raise typer.Exit(launch([sys.executable, "-m", "genmod", *argv], nproc))
     train(
         run_config,
@@ -386,7 +397,13 @@ def run(
 
 
 def _trained(
-    run_dir: Path, plugin: list[Path] | None, device: str, checkpoint: str | None, needs: str | None = None
+    run_dir: Path,
+    plugin: list[Path] | None,
+    device: str,
+    checkpoint: str | None,
+    needs: str | None = None,
+    *,
+    trust_plugins: bool = False,
 ) -> tuple[Registry, RunConfig, GenerativeModel, int]:
     """The registry, and a run's config, trained model and the epoch of its weights
     (:func:`genmod.api.load` with the plugin files named on the command line).
@@ -396,7 +413,9 @@ def _trained(
     """
     from genmod.api import _load
 
-    registry, config, model, epoch = _load(run_dir, checkpoint, device, _explicit_plugins(plugin))
+    registry, config, model, epoch = _load(
+        run_dir, checkpoint, device, _explicit_plugins(plugin), trust_plugins
+    )
     if needs is not None and not model.can(needs):
         raise ConfigError(
             f"model '{config.model.name}' ({type(model).__name__}) does not implement {needs}(), "
@@ -432,11 +451,16 @@ def eval_command(
         Optional[bool],
         typer.Option("--compile/--no-compile", help="torch.compile the weights; default: from 1M samples."),
     ] = None,
+    output: Annotated[
+        Optional[Path],
+        typer.Option("-o", "--output", help="JSON file; default RUN_DIR/eval.json.", dir_okay=False),
+    ] = None,
     plugin: PluginOption = None,
+    trust_plugins: TrustOption = False,
 ) -> None:
     """Importance-sampled NLL and -ELBO of a trained run.
 
-    Writes RUN_DIR/eval.json."""
+    Prints them, then writes RUN_DIR/eval.json (or --output)."""
     import torch
 
     from genmod import artifacts
@@ -447,7 +471,9 @@ def eval_command(
         raise ConfigError(f"--split must be test, validation or train, not '{split}'")
     if precision not in get_args(Precision):
         raise ConfigError(f"--precision must be one of {', '.join(get_args(Precision))}, not '{precision}'")
-    registry, config, model, epoch = _trained(run_dir, plugin, device, checkpoint, "log_importance_weights")
+    registry, config, model, epoch = _trained(
+        run_dir, plugin, device, checkpoint, "log_importance_weights", trust_plugins=trust_plugins
+    )
     data = _data(registry, config, model, data_dir)
     if split == "validation" and data.validation is None:
         raise ConfigError(f"{run_dir} was trained without data.validation: use --split test or train")
@@ -475,7 +501,6 @@ def eval_command(
         "seed": seed,
         **result.to_dict(),
     }
-    artifacts.beside(run_dir, artifacts.EVAL).write_text(json.dumps(report, indent=2) + "\n")
     table = Table(title=f"{config.model.name} after {epoch} epochs, {split} set ({result.images} images)")
     table.add_column("per image (nats)")
     table.add_column("value", justify="right")
@@ -489,11 +514,20 @@ def eval_command(
     console.print(table)
     console.print(
         "IS-NLL estimates -log p(x), tighter as k grows;\n"
-        f"the -ELBO is the mean over the same {k} samples per image.\n"
-        f"saved {artifacts.beside(run_dir, artifacts.EVAL)}",
+        f"the -ELBO is the mean over the same {k} samples per image.",
         highlight=False,
         soft_wrap=True,
     )
+    # Printed first: a folder that cannot be written loses no result of a long evaluation.
+    path = output or artifacts.beside(run_dir, artifacts.EVAL)
+    try:
+        path.write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as exc:
+        raise GenmodError(
+            f"could not save {path} ({exc.strerror}): the figures are above; save them elsewhere "
+            "with --output FILE"
+        ) from None
+    console.print(f"saved {path}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -508,6 +542,7 @@ def sample(
     device: DeviceOption = "auto",
     checkpoint: CheckpointOption = None,
     plugin: PluginOption = None,
+    trust_plugins: TrustOption = False,
 ) -> None:
     """Draw images from a trained model.
 
@@ -516,7 +551,7 @@ def sample(
 
     from genmod import artifacts
 
-    _, _, model, _ = _trained(run_dir, plugin, device, checkpoint)
+    _, _, model, _ = _trained(run_dir, plugin, device, checkpoint, trust_plugins=trust_plugins)
     torch.manual_seed(seed)
     with torch.inference_mode():
         images = model.sample(n)
@@ -537,6 +572,7 @@ def reconstruct(
     data_dir: RunDataDirOption = None,
     checkpoint: CheckpointOption = None,
     plugin: PluginOption = None,
+    trust_plugins: TrustOption = False,
 ) -> None:
     """Reconstruct test images with a trained model.
 
@@ -546,7 +582,9 @@ def reconstruct(
     from genmod import artifacts
     from genmod.data import as_float
 
-    registry, config, model, _ = _trained(run_dir, plugin, device, checkpoint, "reconstruct")
+    registry, config, model, _ = _trained(
+        run_dir, plugin, device, checkpoint, "reconstruct", trust_plugins=trust_plugins
+    )
     originals = as_float(_data(registry, config, model, data_dir).test[:n])
     path = output or artifacts.beside(run_dir, "reconstruct.png")
     with torch.inference_mode():
@@ -565,6 +603,7 @@ def manifold(
     device: DeviceOption = "auto",
     checkpoint: CheckpointOption = None,
     plugin: PluginOption = None,
+    trust_plugins: TrustOption = False,
 ) -> None:
     """Decode a grid over a 2-D latent space.
 
@@ -573,7 +612,7 @@ def manifold(
 
     from genmod import artifacts
 
-    _, config, model, _ = _trained(run_dir, plugin, device, checkpoint)
+    _, config, model, _ = _trained(run_dir, plugin, device, checkpoint, trust_plugins=trust_plugins)
     latent_dim = getattr(config.model, "latent_dim", None)
     if latent_dim != 2 or not hasattr(model, "decode"):
         raise ConfigError(
@@ -599,6 +638,8 @@ def export(
         Optional[Path], typer.Option("-o", "--output", help="The file; default RUN_DIR/model.safetensors.")
     ] = None,
     checkpoint: CheckpointOption = None,
+    plugin: PluginOption = None,
+    trust_plugins: TrustOption = False,
 ) -> None:
     """Write a run's weights and config as one portable file.
 
@@ -608,7 +649,9 @@ def export(
 
     if format != "safetensors":
         raise ConfigError(f"--format must be safetensors, not '{format}'")
-    path = export_weights(run_dir, output, checkpoint=checkpoint)
+    path = export_weights(
+        run_dir, output, checkpoint=checkpoint, plugins=_explicit_plugins(plugin), trust_plugins=trust_plugins
+    )
     console.print(f"exported {run_dir} to {path}", highlight=False, soft_wrap=True)
 
 
@@ -627,6 +670,7 @@ def runs(
 
     if not directory.is_dir():
         raise ConfigError(f"no runs folder {directory}: pass the folder your runs are in (default: runs)")
+    summaries, damaged = list_runs(directory)
     rows = [
         (
             summary.path.name,
@@ -636,11 +680,13 @@ def runs(
             "-" if summary.nll is None else f"{summary.nll:.2f} k={summary.nll_k}",
             f"{summary.seconds:.0f} s",
         )
-        for summary in list_runs(directory)
+        for summary in summaries
     ]
     columns = ("run", "model", "epochs", "test -ELBO", "IS-NLL", "time")
     table = _table(f"runs in {directory} (nats per image)", *columns, fixed=columns)
     console.print(_fit(table, rows))
+    for line in damaged:
+        console.print(f"[yellow]unreadable:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 _TYPE_WORDS = {int: "integer", float: "number", str: "text", bool: "true or false", Path: "path"}
@@ -759,7 +805,25 @@ def _run_origin(run_dir: Path) -> None:
             f"  {evaluation['split']} IS-NLL {evaluation['nll']:.2f} ± {evaluation['nll_se']:.2f} nats "
             f"(genmod eval: k={evaluation['k']}, {evaluation['images']:,} images)"
         )
+    lines += _plugin_file_lines(run_dir)
     console.print("\n".join(lines), highlight=False, soft_wrap=True)
+
+
+def _plugin_file_lines(run_dir: Path) -> list[str]:
+    """The plugin files a run would import, each with whether it is trusted (none is imported)."""
+    from genmod import trust
+    from genmod.api import remembered_plugins
+
+    def state(written: Path) -> str:
+        if not written.is_absolute():
+            return "not trusted (a relative path): not run unless you pass --plugin FILE"
+        if not written.is_file():
+            return "missing: pass its new place with --plugin FILE"
+        if trust.is_trusted(written):
+            return "trusted: you trained with it here and it is unchanged"
+        return "not trusted: not run unless you pass --plugin FILE or --trust-plugins"
+
+    return [f"  plugin file {escape(str(p))}: {state(p)}" for p in remembered_plugins(run_dir)]
 
 
 @app.command("new-plugin")
@@ -814,7 +878,10 @@ def pack(
     if folder.is_dir():
         from genmod.builtins.datasets import image_files
 
-        splits = {split: image_files(folder / split) for split in SPLITS}
+        try:
+            splits = {split: image_files(folder / split) for split in SPLITS}
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot pack {folder}: {exc}") from None
     else:
         from genmod.data import resolve_root
 
@@ -828,7 +895,15 @@ def pack(
             splits[split] = (tuple(images.shape[1:]), iter(images))
     shape, train = splits["train"]
     splits["train"] = (shape, itertools.islice(train, limit))
-    counts = pack_splits(splits, out_dir, source, int(shard_mb * 2**20))
+    # Written into a staging folder renamed on success: a failed pack leaves no OUT_DIR behind.
+    staging = out_dir.with_name(f".{out_dir.name}.packing-{os.getpid()}")
+    try:
+        counts = pack_splits(splits, staging, source, int(shard_mb * 2**20))
+        staging.rename(out_dir)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot pack {source}: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     console.print(
         f"packed {counts['train']:,} training and {counts['test']:,} test images of shape "
         f"{'x'.join(map(str, shape))} into {out_dir}\n"
@@ -851,6 +926,10 @@ def _root(
     ] = False,
 ) -> None:
     """Train and inspect deep generative models built from plugins."""
+    global console, err_console
+    # Made for each command rather than at import, so that output follows the terminal (width,
+    # colour) of the moment the command runs, also when one process runs several commands.
+    console, err_console = Console(), Console(stderr=True)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
-from genmod.artifacts import CONFIG
+from genmod.artifacts import CONFIG, load_yaml
 from genmod.checkpoint import EXPORTED_SUFFIX, read_exported_config
 from genmod.config import ComponentRef, RunConfig
 from genmod.errors import ConfigError
@@ -29,7 +29,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -40,6 +40,10 @@ class PluginError(GenmodError):
     exit_code = 2
 
 
+class UntrustedPluginError(PluginError):
+    """A run folder names a plugin file the user never chose to run (see :mod:`genmod.trust`)."""
+
+
 class DataError(GenmodError):
     """A dataset cannot be found or read."""
 

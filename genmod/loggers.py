@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genmod.errors import ConfigError
+
 if TYPE_CHECKING:
     from genmod.metrics import EpochRecord
 
@@ -79,7 +81,7 @@ class Trackers:
         """Open every logger, continuing the tracked runs ``trackers.json`` remembers; returns
         the lines saying where each tracks."""
         path = run_dir / TRACKERS
-        ids: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+        ids = _tracked_ids(path)
         lines = []
         for name, logger in self.loggers.items():
             info = RunInfo(
@@ -103,3 +105,20 @@ class Trackers:
     def close(self) -> None:
         for logger in self.loggers.values():
             logger.close()
+
+
+def _tracked_ids(path: Path) -> dict[str, str]:
+    """``trackers.json``: each tracker's id of this run ({} before the first tracked epoch)."""
+    if not path.is_file():
+        return {}
+    try:
+        ids = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"{path} is damaged ({type(exc).__name__}): delete it to track this run as a new one"
+        ) from None
+    if not isinstance(ids, dict) or not all(isinstance(v, str) for v in ids.values()):
+        raise ConfigError(
+            f"{path} is damaged (not a mapping of tracker ids): delete it to track this run anew"
+        )
+    return ids

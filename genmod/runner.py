@@ -19,7 +19,7 @@ import torch
 from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
-from genmod import artifacts, distributed
+from genmod import artifacts, distributed, machine
 from genmod.checkpoint import (
     BEST,
     EXPORTED_SUFFIX,
@@ -35,7 +35,7 @@ from genmod.checkpoint import FILENAME as CHECKPOINT
 from genmod.config import RunConfig
 from genmod.config_loader import resolve_run_config, validate_run_config
 from genmod.data import Data, as_float, load_data
-from genmod.errors import CheckpointError, ConfigError, GenmodError, PluginError
+from genmod.errors import CheckpointError, ConfigError, GenmodError, PluginError, one_line
 from genmod.kinds import BY_NAME
 from genmod.loggers import Trackers
 from genmod.metrics import EpochRecord, SplitMetrics, write_metrics
@@ -159,13 +159,51 @@ def build_model(
 
 
 def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    _check_state(model.state_dict(), weights)
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[0]
         raise CheckpointError(
-            f"the checkpoint does not match this model or config ({reason[:150]})"
+            f"the checkpoint does not match this model or config ({one_line(exc, 150)})"
         ) from None
+
+
+def _check_state(expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> None:
+    """Name the missing, unexpected and differently shaped tensors of ``weights``."""
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    shapes = [
+        f"{key} is {tuple(getattr(weights[key], 'shape', ()))} in the file, {tuple(expected[key].shape)} for the config"
+        for key in sorted(set(expected) & set(weights))
+        if not isinstance(weights[key], torch.Tensor) or weights[key].shape != expected[key].shape
+    ]
+    problems = [
+        *([f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"] if missing else []),
+        *(
+            [f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}"]
+            if unexpected
+            else []
+        ),
+        *shapes[:2],
+    ]
+    if problems:
+        raise CheckpointError(f"the checkpoint does not match this model or config: {'; '.join(problems)}")
+
+
+def check_weights(
+    config: RunConfig, registry: Registry, data_shape: tuple[int, ...], weights: dict[str, torch.Tensor]
+) -> None:
+    """Compare stored weights with the model ``config`` builds, before building it for real:
+    built on the meta device, it allocates nothing, so a config (from a file someone sent)
+    declaring huge layers is refused without taking the memory it names."""
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(config, registry, data_shape)
+    except GenmodError:
+        raise
+    except Exception:  # noqa: BLE001 - a model that cannot be built on meta is checked when loaded
+        return
+    _check_state(skeleton.state_dict(), weights)
 
 
 def load_trained(
@@ -185,6 +223,7 @@ def load_trained(
         state: dict[str, Any] = read_exported(run_dir, config.model.name)
     else:
         state = run_weights(run_dir, config.model.name, checkpoint)
+    check_weights(config, registry, tuple(state["data_shape"]), state["model"])
     model = build_model(config, registry, tuple(state["data_shape"]))
     load_weights(model, state["model"])
     return config, model.to(device).eval(), int(state["epoch"])
@@ -294,6 +333,15 @@ class Run:
                 f"{topology.world_size} processes"
             )
         shape = tuple(self.data.train.shape[1:])
+        self.out_dir: Path = distributed.broadcast(out_dir or default_out_dir(config.model.name))
+        # rank 0 reads it: the other machines of a multi-node run may lack the folder.
+        saved = (
+            distributed.from_main(lambda: load_checkpoint(self.out_dir / CHECKPOINT, config.model.name))
+            if resume
+            else None
+        )
+        if saved is not None:
+            check_weights(config, registry, shape, saved["model"])
         self.model = build_model(config, registry, shape, probe=as_float(self.data.train[:2]))
         self.dtype = autocast_dtype(train.precision, device)
         steps = steps_in_epoch(len(self.data.train), train.batch_size) * train.epochs
@@ -314,11 +362,8 @@ class Run:
         self.epoch = 0
         self.position: EpochPosition | None = None
         self.resume = resume
-        self.out_dir: Path = distributed.broadcast(out_dir or default_out_dir(config.model.name))
-        if resume:  # rank 0 reads it: the other machines of a multi-node run may lack the folder
-            self.restore(
-                distributed.from_main(lambda: load_checkpoint(self.out_dir / CHECKPOINT, config.model.name))
-            )
+        if saved is not None:
+            self.restore(saved)
         elif topology.is_main:
             prepare_out_dir(self.out_dir, force=force)
 
@@ -485,6 +530,10 @@ class Run:
             artifacts.write_config(self.config.to_dict(), self.out_dir / artifacts.CONFIG)
             if 0 in train.sample_epochs:
                 self.save_samples()
+        if main:
+            machine.record(
+                self.out_dir, self.epoch + 1, precision_name(self.dtype), self.compiled, self.device
+            )
         parameters = sum(p.numel() for p in self.model.parameters())
         self.reporter.start(
             self.config.model.name,

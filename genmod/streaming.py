@@ -91,8 +91,63 @@ def pack(
 
 
 def read_index(folder: Path) -> dict[str, Any]:
-    """The packed folder's ``genmod.json``; ``FileNotFoundError`` when ``folder`` is not one."""
-    return json.loads((Path(folder) / INDEX).read_text())
+    """The packed folder's ``genmod.json``, checked once against the shards it describes;
+    ``FileNotFoundError`` when ``folder`` is not one, ``ValueError`` naming the damaged file.
+
+    Streaming reads its shards in ``DataLoader`` workers, where a damaged one would fail deep
+    inside a worker: every file is checked here, up front, instead.
+    """
+    path = Path(folder) / INDEX
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    index = _json(path)
+    try:
+        shape = [int(d) for d in index["shape"]]
+        counts = {split: int(index["images"][split]) for split in SPLITS}
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(
+            f"{path} lacks the images' shape or a split's count: pack the folder again"
+        ) from None
+    if len(shape) != 3 or not all(0 < d <= 2**16 for d in shape):
+        raise ValueError(f"{path} declares images of shape {shape}: pack the folder again")
+    for split, count in counts.items():
+        held = _check_shards(Path(folder) / split)
+        if held != count:
+            raise ValueError(
+                f"{path} declares {count} {split} images, but the shards hold {held}: pack it again"
+            )
+    return {**index, "shape": shape, "images": counts}
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is damaged ({type(exc).__name__}): pack the folder again") from None
+
+
+def _check_shards(folder: Path) -> int:
+    """The images a split's shards hold, after checking that each listed shard is there, whole."""
+    path = folder / "index.json"
+    shards = _json(path).get("shards") if path.is_file() else None
+    if not isinstance(shards, list):
+        raise ValueError(f"{path} is missing or lists no shards: pack the folder again")
+    total = 0
+    for shard in shards:
+        try:
+            name, size, samples = (
+                shard["raw_data"]["basename"],
+                int(shard["raw_data"]["bytes"]),
+                int(shard["samples"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path} has a damaged shard entry: pack the folder again") from None
+        file = folder / Path(name).name
+        if not file.is_file() or file.stat().st_size != size:
+            found = f"{file.stat().st_size} bytes" if file.is_file() else "missing"
+            raise ValueError(f"shard {file} is {found}; {path} lists {size} bytes: pack the folder again")
+        total += samples
+    return total
 
 
 def _dataset(folder: Path, **options: Any) -> StreamingDataset:

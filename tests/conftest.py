@@ -23,16 +23,49 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
+# Variables of the user's shell that would change what genmod or its trackers do.
+USER_SETTINGS = ("GENMOD_", "WANDB_", "MLFLOW_", "FORCE_COLOR", "TERM")
+# The terminal every test sees, whatever the shell running pytest has: wide enough that no
+# message wraps, no colour codes. Tests of narrow terminals ask for their width (helpers.genmod).
+TERMINAL = {"COLUMNS": "200", "LINES": "50", "NO_COLOR": "1"}
+
+
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Every test runs in its own folder, with the shared data and no stray plugins.
+def _isolated(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Every test runs in its own folder, with the shared data, no stray plugins, a pinned
+    terminal, its own genmod config folder (trusted plugin files) and none of the user's
+    genmod or tracker settings: the suite passes whatever shell and home it is started from.
 
     Only tests that ask for ``data_dir`` (or run genmod on MNIST) need the data on disk: the
     unit tests run offline on a fresh clone without it.
     """
     monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith(USER_SETTINGS):
+            monkeypatch.delenv(name)
+    for name, value in TERMINAL.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("GENMOD_DATA_DIR", str(DATA_DIR))
-    monkeypatch.delenv("GENMOD_PLUGINS", raising=False)
+    monkeypatch.setenv("GENMOD_CONFIG_DIR", str(tmp_path_factory.mktemp("genmod-config")))
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path_factory.getbasetemp() / "matplotlib"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which check each shipped model's reproduction test applied (bit for bit or within
+    a tolerance): it depends on the machine the suite runs on."""
+    checks = [
+        (report.nodeid.split("[")[-1].rstrip("]"), value)
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        for name, value in getattr(report, "user_properties", ())
+        if name == "check" and getattr(report, "when", "") == "call"
+    ]
+    if checks:
+        terminalreporter.section("shipped models: reproduction checks")
+        for model, check in checks:
+            terminalreporter.write_line(f"{model}: {check}")
 
 
 @pytest.fixture(scope="session")

@@ -11,12 +11,17 @@ from typer.testing import CliRunner
 from genmod.cli import app
 
 
-def genmod(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
+def genmod(*args: object, columns: int | None = None):
+    """``genmod ARGS`` in this process; output as wide as the suite's pinned terminal (see
+    conftest), or ``columns`` wide for a test of how output fits a narrow terminal."""
+    env = None if columns is None else {"COLUMNS": str(columns)}
+    return CliRunner(env=env).invoke(app, [str(a) for a in args])
 
 
-def small_run(out: Path, *extra: object):
-    return genmod("run", "mlp-vae", "--out", out, "--device", "cpu", "--set", "data.limit=1000", *extra)
+def small_run(out: Path, *extra: object, columns: int | None = None):
+    return genmod(
+        "run", "mlp-vae", "--out", out, "--device", "cpu", "--set", "data.limit=1000", *extra, columns=columns
+    )
 
 
 def metrics(out: Path) -> list[dict]:

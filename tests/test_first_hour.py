@@ -48,7 +48,7 @@ def assert_fits_80_columns(output: str) -> None:
     ids=lambda a: " ".join(a),
 )
 def test_tables_and_help_fit_80_columns_and_keep_names_whole(args):
-    result = genmod(*args)
+    result = genmod(*args, columns=80)
     assert result.exit_code == 0, result.output
     assert_fits_80_columns(result.output)
     if args == ("list",):
@@ -61,13 +61,15 @@ def test_tables_and_help_fit_80_columns_and_keep_names_whole(args):
 def test_a_run_its_table_and_eval_fit_80_columns(tmp_path, data_dir):
     runs = tmp_path / "runs"
     out = runs / "mlp-vae-20261125-174512-with-a-long-name"
-    trained = small_run(out, "--epochs", 1, "--set", "data.validation=200", "--set", "data.binarize=dynamic")
+    trained = small_run(
+        out, "--epochs", 1, "--set", "data.validation=200", "--set", "data.binarize=dynamic", columns=80
+    )
     assert trained.exit_code == 0, trained.output
     assert_fits_80_columns(trained.output.replace(str(out), "RUN"))  # a path is as long as it is
-    listing = genmod("runs", runs)
+    listing = genmod("runs", runs, columns=80)
     assert_fits_80_columns(listing.output)
     assert out.name in listing.output  # whole, so that it can be copied
-    evaluated = genmod("eval", out, "--k", 5, "--images", 20)
+    evaluated = genmod("eval", out, "--k", 5, "--images", 20, columns=80)
     assert evaluated.exit_code == 0 and "/20 images" not in evaluated.output  # no bar when not a terminal
     assert_fits_80_columns(evaluated.output.replace(str(out), "RUN"))
 

@@ -1,6 +1,7 @@
 """The shipped models under pretrained/: each evaluates and samples from a fresh clone, and its
 recipe's first epochs reproduce the first lines of its metrics.jsonl, so anyone can see the
-weights came from the recipe."""
+weights came from the recipe: bit for bit on the kind of machine it was made on, within a stated
+tolerance elsewhere (the summary at the end of a test session says which check ran)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from genmod import machine
 from helpers import genmod, losses
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
@@ -35,15 +37,41 @@ def test_a_shipped_model_is_small_evaluates_and_samples(folder, tmp_path, data_d
     assert genmod("sample", copy, "-n", 16, "-o", tmp_path / "samples.png").exit_code == 0
 
 
+# Float rounding repeats bit for bit only on the machine kind, thread count and torch a model
+# was made on (its machine.json). Elsewhere (another SIMD width, emulated bfloat16, other
+# threads) the first epochs drift: up to 0.63% on the VAE's 3,000 steps an epoch, measured with
+# ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 OMP_NUM_THREADS=1. A changed recipe moves
+# them further: the VAE's lr 1e-3 -> 8e-4 moved them 2.1-3.2%, a VampPrior's latents 40 -> 30 6%.
+TOLERANCE = 0.015
+
+
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
-def test_the_recipe_reproduces_the_first_epochs_of_a_shipped_model(folder, tmp_path, data_dir):
+def test_the_recipe_reproduces_the_first_epochs_bit_for_bit_on_its_machine_else_within_tolerance(
+    folder, tmp_path, data_dir, record_property
+):
     out, epochs = tmp_path / "again", EPOCHS_CHECKED.get(folder.name, 3)
     result = genmod(
         "run", "--config", folder / "config.yaml", "--epochs", epochs, "--out", out, "--device", "cpu"
     )
     assert result.exit_code == 0, result.output
     shipped = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()[:epochs]]
-    assert losses(out) == [{k: v for k, v in row.items() if k != "seconds"} for row in shipped]
+    shipped = [{k: v for k, v in row.items() if k != "seconds"} for row in shipped]
+    made_on, here = machine.made_on(folder), machine.made_on(out)
+    assert made_on is not None and here is not None, "every shipped folder says what it was made on"
+    if machine.same_bits(made_on, here):
+        record_property("check", "bit for bit (same machine kind, threads and torch)")
+        assert losses(out) == shipped
+        return
+    differs = ", ".join(k for k in machine.BIT_DECIDING if made_on.get(k) != here.get(k))
+    record_property("check", f"within {TOLERANCE:.1%} (another {differs} than it was made on)")
+    for again, row in zip(losses(out), shipped, strict=True):
+        assert (again["epoch"], again["lr"], again["skipped"]) == (row["epoch"], row["lr"], row["skipped"])
+        for split in ("train", "validation", "test"):
+            assert again[split]["terms"].keys() == row[split]["terms"].keys()
+            assert again[split]["loss"] == pytest.approx(row[split]["loss"], rel=TOLERANCE), (
+                split,
+                row["epoch"],
+            )
 
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from genmod.config_loader import resolve_run_config
-from genmod.errors import DataError
+from genmod.errors import CheckpointError, DataError
 from helpers import genmod, losses, small_run
 
 BROKEN_PLUGIN = "raise ImportError('cannot import name flux_capacitor')\n"
@@ -326,7 +326,7 @@ def test_interrupted_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch)
         raise OSError("disk full")
 
     monkeypatch.setattr(checkpoint.torch, "save", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match="the previous checkpoint.pt is kept"):
         checkpoint.save_checkpoint(out / "checkpoint.pt", {"epoch": 9})
     assert (out / "checkpoint.pt").read_bytes() == good
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []

@@ -13,6 +13,7 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import track
 
+from genmod.errors import one_line
 from genmod.specs import DatasetSpec
 from genmod.streaming import StreamingImages, load_split, read_index
 
@@ -66,9 +67,17 @@ def _as_images(tensor: object, where: str) -> torch.Tensor:
         raise ValueError(f"{where} is a {type(tensor).__name__}, not a tensor")
     if tensor.dim() == 3:
         tensor = tensor.unsqueeze(1)
-    if tensor.dim() != 4 or len(tensor) == 0:
+    if tensor.dim() != 4 or 0 in tensor.shape:
         raise ValueError(
-            f"{where} has shape {tuple(tensor.shape)}; expected (N, C, H, W) or (N, H, W) with N > 0"
+            f"{where} has shape {tuple(tensor.shape)}; expected (N, C, H, W) or (N, H, W), none of them 0"
+        )
+    if tensor.shape[1] not in (1, 3):
+        raise ValueError(f"{where} has {tensor.shape[1]} channels; images have 1 (grey) or 3 (RGB)")
+    if tensor.untyped_storage().nbytes() < tensor.numel() * tensor.element_size():
+        # Strides that repeat one stored value can declare any shape in a file of a few bytes.
+        raise ValueError(
+            f"{where} declares {tensor.numel():,} pixels but holds {tensor.untyped_storage().nbytes():,} "
+            "bytes: store the images themselves, not a view that repeats them"
         )
     if tensor.dtype == torch.uint8:
         return tensor
@@ -100,12 +109,12 @@ def image_files(folder: Path) -> tuple[tuple[int, int, int], Iterator[torch.Tens
     one at a time as uint8 (C, H, W) tensors: packing a folder never holds it in memory."""
     if not folder.is_dir():
         raise FileNotFoundError(folder)
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+    # Regular files only: reading a named pipe would wait forever.
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
     if not paths:
         raise ValueError(f"{folder} holds no image files ({', '.join(sorted(_IMAGE_SUFFIXES))})")
-    with Image.open(paths[0]) as first:
-        mode = "L" if first.mode in ("1", "L", "LA", "I", "I;16") else "RGB"
-        size = first.size
+    with _open_image(paths[0]) as first:
+        mode, size = _colour(first), first.size
     channels = 1 if mode == "L" else 3
 
     def read() -> Iterator[torch.Tensor]:
@@ -115,15 +124,37 @@ def image_files(folder: Path) -> tuple[tuple[int, int, int], Iterator[torch.Tens
             paths, f"reading {folder}", console=console, transient=True, disable=not console.is_terminal
         )
         for path in reading:
-            with Image.open(path) as image:
+            with _open_image(path) as image:
                 if image.size != size:
                     raise ValueError(
                         f"{path} is {image.size[0]}x{image.size[1]}, but {paths[0].name} is {size[0]}x{size[1]}: all images must have one size"
                     )
-                pixels = torch.frombuffer(bytearray(image.convert(mode).tobytes()), dtype=torch.uint8)
+                if _colour(image) != mode:
+                    words = {"L": "grey", "RGB": "colour"}
+                    raise ValueError(
+                        f"{path} is {words[_colour(image)]}, but {paths[0].name} is {words[mode]}: all images "
+                        "must be grey or all colour (convert them first)"
+                    )
+                try:
+                    pixels = torch.frombuffer(bytearray(image.convert(mode).tobytes()), dtype=torch.uint8)
+                except (OSError, ValueError) as exc:
+                    raise ValueError(f"{path} is not a readable image ({one_line(exc, 80)})") from None
             yield pixels.view(size[1], size[0], channels).permute(2, 0, 1)
 
     return (channels, size[1], size[0]), read()
+
+
+def _colour(image: Image.Image) -> str:
+    """``L`` for grey images (any bit depth), ``RGB`` for the others."""
+    return "L" if image.mode in ("1", "L", "LA", "I", "I;16") else "RGB"
+
+
+def _open_image(path: Path) -> Image.Image:
+    """Open an image file, naming it when it is not one (empty, truncated, another format)."""
+    try:
+        return Image.open(path)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"{path} is not a readable image ({one_line(exc, 80)})") from None
 
 
 def _load_image_folder(root: Path, split: str, download: bool) -> torch.Tensor:
