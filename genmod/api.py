@@ -15,8 +15,14 @@ import torch
 import yaml
 
 from genmod.checkpoint import EXPORTED_SUFFIX
-from genmod.config import Compile, Precision, RunConfig
-from genmod.config_loader import apply_override, read_run_config, resolve_run_config, validate_run_config
+from genmod.config import MAX_K, Compile, Precision, RunConfig
+from genmod.config_loader import (
+    apply_override,
+    in_order,
+    read_run_config,
+    resolve_run_config,
+    validate_run_config,
+)
 from genmod.errors import ConfigError, GenmodError, UnknownNameError, UntrustedPluginError
 from genmod.plugins import Registry, load_registry
 
@@ -152,7 +158,7 @@ def train(
 
 def _from_mapping(raw: Mapping[str, Any], sets: Sequence[str], found: Registry) -> RunConfig:
     config = json.loads(json.dumps(dict(raw), default=str))  # a deep copy with plain values
-    for assignment in sets:
+    for assignment in in_order(sets):
         apply_override(config, assignment)
     return validate_run_config(config, found)
 
@@ -263,23 +269,27 @@ def evaluate(
     compile: Compile = "auto",
     plugins: Sequence[str | Path] = (),
     trust_plugins: bool = False,
+    data_dir: str | Path | None = None,
 ) -> NLLResult:
     """The importance-sampled NLL and -ELBO per image (``genmod eval``).
 
     Pass a run folder (its test set is used) or a model with ``images``. ``limit`` evaluates
     the first images only; ``precision`` and ``compile`` are as in ``genmod eval``; ``plugins``
-    and ``trust_plugins`` as in :func:`load`.
+    and ``trust_plugins`` as in :func:`load`; ``data_dir`` reads the run's dataset from another
+    folder (``genmod eval --data-dir``).
     """
     from genmod.evaluation import importance_sampled_nll
 
     if isinstance(model_or_run, (str, Path)):
         model = load(model_or_run, plugins=plugins, trust_plugins=trust_plugins)
         if images is None:
-            images = dataset(model_or_run, plugins=plugins, trust_plugins=trust_plugins).test
+            images = dataset(model_or_run, root=data_dir, plugins=plugins, trust_plugins=trust_plugins).test
     else:
         model = model_or_run
         if images is None:
             raise ConfigError("evaluate(model, ...) needs images=; or pass a run folder")
+    if not 1 <= k <= MAX_K:
+        raise ConfigError(f"k = {k} is out of range: use 1 to {MAX_K:,} importance samples per image")
     if not model.can("log_importance_weights"):
         raise ConfigError(f"{type(model).__name__} does not implement log_importance_weights()")
     torch.manual_seed(seed)

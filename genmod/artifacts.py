@@ -22,6 +22,13 @@ RECONSTRUCTIONS = "reconstructions.png"
 EVAL = "eval.json"
 CHANGES = "changes.log"
 """What a resume changed in the config, one line each time."""
+WRITTEN = (
+    CONFIG, METRICS, LOSS_PLOT, RECONSTRUCTIONS, CHANGES, "eval*.json", "samples_epoch_*.png",
+    "checkpoint.pt", "best.pt", "trackers.json", "machine.json", "*.safetensors", "model.*.json",
+    "samples.png", "reconstruct.png", "manifold.png", "tensorboard", "wandb",
+)  # fmt: skip
+"""What genmod writes into a run folder (file names and patterns): ``--force`` removes all of
+it, so that nothing of an earlier run is taken for the new one's."""
 
 
 def beside(run: Path, name: str) -> Path:

@@ -7,6 +7,7 @@ never leaves a half-written file and loading a file cannot execute code.
 """
 
 # No `from __future__ import annotations` here: TypedDict sees NotRequired only unquoted.
+import hashlib
 import json
 import os
 import pickle
@@ -75,6 +76,10 @@ class CheckpointState(TypedDict):
     scaler: NotRequired[dict[str, Any]]
     """float16's loss scale and its growth counter (``{}`` for other precisions; absent
     before genmod 0.3)."""
+    run: NotRequired[str]
+    """The run's identity, a random id made when it started: its checkpoints, ``best.pt``,
+    exports and evaluations carry it, so that no file of an earlier run in the same folder is
+    taken for this one's (absent before genmod 0.3)."""
     best: Best | None
     """With ``data.validation``; else ``None``."""
     rng: RNGStates
@@ -129,6 +134,7 @@ def save_best(path: Path, state: CheckpointState) -> None:
         "epoch": state["epoch"],
         "data_shape": state["data_shape"],
         "model": state["model"],
+        "run": state.get("run", ""),
     }
     _atomic_save(path, {"format": WEIGHTS_FORMAT, **weights})
 
@@ -167,7 +173,19 @@ def _read(path: Path, expected: str, model_name: str | None) -> dict[str, Any]:
         raise CheckpointError(
             f"{path} is a checkpoint of model '{state.get('model_name')}', not '{model_name}'"
         )
+    check_finite(path, state.get("model"))
     return state
+
+
+def check_finite(path: Path, weights: object) -> None:
+    """Refuse weights that are not a mapping of tensors, or hold NaN or infinite values."""
+    if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
+        raise CheckpointError(f"{path} holds no model weights: it is not a genmod checkpoint")
+    bad = [k for k, t in weights.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(
+            f"{path} holds non-finite weights ({', '.join(bad[:3])}): it was not loaded; use another copy"
+        )
 
 
 def _check_records(path: Path) -> None:
@@ -188,6 +206,18 @@ def _check_records(path: Path) -> None:
             f"{path} holds compressed records ({', '.join(packed[:2]) or 'sizes beyond the file'}), which "
             "torch never writes: it was not loaded, for safety"
         )
+    # torch writes a CRC-32 with every record but never checks it: a flipped bit in a weight
+    # would load silently.
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        damaged = one_line(exc, 80)
+    if damaged is not None:
+        raise CheckpointError(
+            f"{path} is corrupted: its record {damaged} fails its checksum; use another copy or the "
+            "previous checkpoint"
+        )
 
 
 def load_checkpoint(path: Path, model_name: str | None = None) -> CheckpointState:
@@ -204,6 +234,12 @@ def load_checkpoint(path: Path, model_name: str | None = None) -> CheckpointStat
     missing = sorted(key for key in REQUIRED if key not in state)
     if missing:
         raise CheckpointError(f"{path} is incomplete: it lacks {', '.join(missing)}")
+    epoch, history = state["epoch"], state["history"]
+    if not (isinstance(epoch, int) and epoch >= 0 and isinstance(history, list) and len(history) == epoch):
+        raise CheckpointError(
+            f"{path} is inconsistent: epoch {epoch!r} with {len(history) if isinstance(history, list) else '?'} "
+            "epochs of history; use another copy"
+        )
     return state  # type: ignore[return-value]
 
 
@@ -218,6 +254,7 @@ def export_safetensors(
         "format": WEIGHTS_FORMAT,
         "model_name": weights["model_name"],
         "epoch": str(weights["epoch"]),
+        "run": str(weights.get("run", "")),
         "data_shape": json.dumps(list(weights["data_shape"])),
         "config": json.dumps(config),
         "requires": json.dumps(requires),
@@ -228,10 +265,18 @@ def export_safetensors(
     from safetensors.torch import save
 
     try:
+        # The data section does not depend on the metadata: serialised once to hash it.
+        metadata["sha256"] = _data_digest(save(tensors, metadata=metadata))
         content = save(tensors, metadata=metadata)
     except SafetensorError as exc:
         raise CheckpointError(f"could not export to {path} ({one_line(exc, 120)})") from None
     _atomic_write(path, lambda handle: handle.write(content))
+
+
+def _data_digest(content: bytes) -> str:
+    """The SHA-256 of a safetensors file's tensor data (after its 8-byte length and header)."""
+    header = int.from_bytes(content[:8], "little")
+    return hashlib.sha256(memoryview(content)[8 + header :]).hexdigest()
 
 
 def read_exported_config(path: Path) -> dict[str, Any]:
@@ -271,7 +316,6 @@ def read_exported(path: Path, model_name: str) -> dict[str, Any]:
     """Read an exported file like ``best.pt``: ``{"model_name", "epoch", "data_shape", "model"}``.
     safetensors holds tensors and strings only, so nothing is unpickled."""
     _need_safetensors()
-    from safetensors.torch import load_file
 
     metadata = _exported_metadata(path)
     if metadata.get("model_name") != model_name:
@@ -288,7 +332,24 @@ def read_exported(path: Path, model_name: str) -> dict[str, Any]:
             raise ValueError(f"epoch {epoch} is negative")
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{path} has damaged metadata ({one_line(exc, 120)})") from None
-    return {"model_name": model_name, "epoch": epoch, "data_shape": data_shape, "model": load_file(str(path))}
+    content = path.read_bytes()
+    if "sha256" in metadata and _data_digest(content) != metadata["sha256"]:
+        raise CheckpointError(f"{path} is corrupted: its weights fail their checksum; use another copy")
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        weights = load(content)
+    except SafetensorError as exc:
+        raise CheckpointError(f"{path} is corrupted ({one_line(exc, 120)})") from None
+    check_finite(path, weights)
+    return {
+        "model_name": model_name,
+        "epoch": epoch,
+        "data_shape": data_shape,
+        "model": weights,
+        "run": metadata.get("run", ""),
+    }
 
 
 def _need_safetensors() -> None:

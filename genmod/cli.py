@@ -30,7 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from genmod import __version__
-from genmod.config import ComponentRef, DataConfig, Precision, TrainConfig
+from genmod.config import MAX_GRID, MAX_K, ComponentRef, DataConfig, Precision, TrainConfig
 from genmod.errors import ConfigError, DataError, GenmodError, UnknownNameError
 from genmod.scaffold import new_plugin
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from genmod.plugins import Registry
 
 PLUGINS_ENV = "GENMOD_PLUGINS"
+
 
 app = typer.Typer(
     name="genmod",
@@ -97,7 +98,9 @@ def _user_errors(command: F) -> F:
             return command(*args, **kwargs)
         except GenmodError as exc:
             if os.environ.get("RANK", "0") == "0":  # one message, not one per process
-                err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+                # A stop the user asked for (exit 130) is reported, not called an error.
+                label = "" if exc.exit_code == 130 else "[bold red]error:[/] "
+                err_console.print(f"{label}{escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -163,17 +166,23 @@ def _registry(
 
 
 def _print_plugin_problems(registry: Registry) -> None:
-    """The failed plugins, conflicting names and overrides, one line each."""
+    """The failed plugins, conflicting names and overrides, one line each (long ones wrap at
+    the terminal's edge, never inside a name: soft-wrapped)."""
     for failure in registry.failures:
         console.print(
             f"[red]failed to load[/] plugin '{escape(failure.plugin.name)}': {escape(failure.error)}",
             highlight=False,
+            soft_wrap=True,
         )
     if registry.conflicts:
         names = "; ".join(c.describe() for c in registry.conflicts.values())
-        console.print(f"[red]conflicts[/] (unusable until one is removed): {escape(names)}", highlight=False)
+        console.print(
+            f"[red]conflicts[/] (unusable until one is removed): {escape(names)}",
+            highlight=False,
+            soft_wrap=True,
+        )
     for override in registry.overrides:
-        console.print(f"[yellow]override[/]: {escape(override.describe())}", highlight=False)
+        console.print(f"[yellow]override[/]: {escape(override.describe())}", highlight=False, soft_wrap=True)
 
 
 def _check_kind(kind: str | None) -> None:
@@ -212,15 +221,10 @@ def list_command(
         ]
         typer.echo(json.dumps({"entries": rows, **_problems_json(registry)}, indent=2))
         return
-    # Wide terminals get the version too; at 80 columns it is left to 'genmod plugins'.
-    wide = console.width >= 110
-    columns = ("kind", "name", "plugin", *(["version"] if wide else []), "description")
-    rows = [
-        (e.kind, e.name, e.plugin.name, *([e.plugin.version] if wide else []), e.description) for e in entries
-    ]
-    console.print(
-        _fit(_table("genmod registry", *columns, fixed=("kind", "name", "plugin", "version")), rows)
-    )
+    # The version beside the plugin's name: one column fewer, so it fits 80 columns too.
+    columns = ("kind", "name", "plugin", "description")
+    rows = [(e.kind, e.name, f"{e.plugin.name} {e.plugin.version}", e.description) for e in entries]
+    console.print(_fit(_table("genmod registry", *columns, fixed=("kind", "name", "plugin")), rows))
     _print_plugin_problems(registry)
 
 
@@ -352,10 +356,10 @@ def run(
     overrides = [*(set_ or []), *(f"{key}={value}" for key, value in shorthands.items() if value is not None)]
     run_config: RunConfig | Callable[[], RunConfig]
     if resume is not None:
-        if model or config or set_ or seed is not None or data_dir is not None or out is not None:
+        if model or config or set_ or seed is not None or out is not None:
             raise ConfigError(
                 "--resume continues a run with its saved config: drop the model, --config, --set, "
-                "--seed, --data-dir and --out (only --epochs and --device may change)"
+                "--seed and --out (only --epochs, --device and --data-dir may change)"
             )
         read = functools.partial(resolve_run_config, registry, run_dir=resume, overrides=overrides)
         # A process of a launch reads nothing itself: rank 0 reads the folder and hands the
@@ -437,7 +441,9 @@ def _data(registry: Registry, config: RunConfig, model: GenerativeModel, data_di
 @_user_errors
 def eval_command(
     run_dir: RunDir,
-    k: Annotated[int, typer.Option("--k", min=1, help="Importance samples per image.")] = 5000,
+    k: Annotated[
+        int, typer.Option("--k", min=1, max=MAX_K, help="Importance samples per image (at most 1,000,000).")
+    ] = 5000,
     split: Annotated[str, typer.Option(help="test or train.")] = "test",
     images: Annotated[Optional[int], typer.Option(min=1, help="Evaluate the first N images only.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the importance samples.")] = 0,
@@ -463,7 +469,6 @@ def eval_command(
     Prints them, then writes RUN_DIR/eval.json (or --output)."""
     import torch
 
-    from genmod import artifacts
     from genmod.data import binarize_once
     from genmod.evaluation import importance_sampled_nll
 
@@ -494,12 +499,18 @@ def eval_command(
             precision=precision,  # type: ignore[arg-type]  # checked above
             compile="auto" if compile is None else compile,
         )
+    figures = result.to_dict()
+    # JSON has no NaN: a non-finite figure is null, and named, so no reader takes it for a number.
+    non_finite = [
+        key for key, value in figures.items() if isinstance(value, float) and not math.isfinite(value)
+    ]
     report = {
         "model": config.model.name,
         "epoch": epoch,
         "split": split,
         "seed": seed,
-        **result.to_dict(),
+        **{key: None if key in non_finite else value for key, value in figures.items()},
+        **({"non_finite": non_finite} if non_finite else {}),
     }
     table = Table(title=f"{config.model.name} after {epoch} epochs, {split} set ({result.images} images)")
     table.add_column("per image (nats)")
@@ -519,9 +530,9 @@ def eval_command(
         soft_wrap=True,
     )
     # Printed first: a folder that cannot be written loses no result of a long evaluation.
-    path = output or artifacts.beside(run_dir, artifacts.EVAL)
+    path = output or _evaluation_path(run_dir, report)
     try:
-        path.write_text(json.dumps(report, indent=2) + "\n")
+        path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     except OSError as exc:
         raise GenmodError(
             f"could not save {path} ({exc.strerror}): the figures are above; save them elsewhere "
@@ -530,11 +541,34 @@ def eval_command(
     console.print(f"saved {path}", highlight=False, soft_wrap=True)
 
 
+def _evaluation_path(run_dir: Path, report: dict[str, Any]) -> Path:
+    """``eval.json``, unless it holds an evaluation with another k, image count or split: that
+    one is kept, and this one goes beside it as ``eval-SPLIT-kK-N.json``."""
+    from genmod import artifacts
+
+    path = artifacts.beside(run_dir, artifacts.EVAL)
+    try:
+        earlier = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        earlier = {}
+    same = ("k", "images", "split")
+    if not isinstance(earlier, dict) or not earlier or all(earlier.get(f) == report[f] for f in same):
+        return path
+    keyed = artifacts.beside(run_dir, f"eval-{report['split']}-k{report['k']}-{report['images']}.json")
+    console.print(
+        f"{path} holds another evaluation (k={earlier.get('k')}, {earlier.get('images')} images, "
+        f"{earlier.get('split')}), kept; this one goes to {keyed}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return keyed
+
+
 @app.command()
 @_user_errors
 def sample(
     run_dir: RunDir,
-    n: Annotated[int, typer.Option("-n", min=1, help="Number of images.")] = 64,
+    n: Annotated[int, typer.Option("-n", min=1, max=MAX_GRID, help="Number of images (at most 4096).")] = 64,
     output: Annotated[
         Optional[Path], typer.Option("-o", "--output", help="PNG file; default RUN_DIR/samples.png.")
     ] = None,

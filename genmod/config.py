@@ -7,6 +7,7 @@ genmod's. Unknown keys are errors everywhere, so a typo never silently falls bac
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,9 +17,16 @@ from pydantic import (
     Field,
     NonNegativeInt,
     SerializeAsAny,
+    field_validator,
     model_serializer,
     model_validator,
 )
+
+MAX_K = 1_000_000
+"""The most importance samples per image: far past where the IS-NLL stops moving (k = 5000 is
+the literature's), and a bound on a mistyped k's run time and memory."""
+MAX_GRID = 4096
+"""The most images in one sample grid (64 by 64)."""
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Compile = bool | Literal["auto"]
@@ -107,6 +115,13 @@ class DataConfig(_Strict):
         "streaming); 0 decodes in the training process.",
     )
 
+    @field_validator("root")
+    @classmethod
+    def _absolute(cls, root: Path | None) -> Path | None:
+        """Stored absolute: a run's config must mean the same folder from anywhere (a relative
+        ``--data-dir ../data`` is taken from the folder the command runs in)."""
+        return None if root is None else Path(os.path.abspath(root.expanduser()))
+
 
 class TrainConfig(_Strict):
     epochs: int = Field(30, ge=1, description="Epochs to train (early stopping may end sooner).")
@@ -176,7 +191,7 @@ class TrainConfig(_Strict):
         [0, 10, 20, 30],
         description="Epochs after which a sample grid is saved (0 = before training); the last epoch always is.",
     )
-    samples: int = Field(64, ge=1, description="Images per sample grid.")
+    samples: int = Field(64, ge=1, le=MAX_GRID, description="Images per sample grid.")
     loggers: list[ComponentRef] = Field(
         [],
         description="Experiment trackers the run also reports to, by name (tensorboard, mlflow, "

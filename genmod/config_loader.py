@@ -7,6 +7,7 @@ data is read or any folder written.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from pydantic_core import to_jsonable_python
 from genmod.artifacts import CONFIG, load_yaml
 from genmod.checkpoint import EXPORTED_SUFFIX, read_exported_config
 from genmod.config import ComponentRef, RunConfig
+from genmod.data import DATA_DIR_ENV
 from genmod.errors import ConfigError
 from genmod.kinds import COMPONENT_KINDS
 from genmod.plugins import Registry
@@ -73,6 +75,13 @@ def apply_override(
         node[part] = child
         node = child
     node[parts[-1]] = value
+
+
+def in_order(overrides: Sequence[str]) -> list[str]:
+    """Overrides sections first: ``model.prior=mixture`` before ``model.prior.components=5``,
+    whatever order they were given in, so that choosing a component never drops the options
+    given for it (a stable sort: keys of one depth keep their order, the last one wins)."""
+    return sorted(overrides, key=lambda assignment: assignment.partition("=")[0].count("."))
 
 
 def _field_names(schema: type[BaseModel], loc: Sequence[Any]) -> list[str]:
@@ -155,6 +164,13 @@ def check_run_dir(run_dir: Path) -> None:
     """Refuse a path that is not a run folder, saying which of the two it is."""
     if not run_dir.exists():
         raise ConfigError(f"run folder {run_dir} does not exist (see 'genmod runs')")
+    if run_dir.is_file():
+        hint = (
+            f"to train from a config file: genmod run --config {run_dir}"
+            if run_dir.suffix in (".yaml", ".yml")
+            else f"pass a run folder or a file from 'genmod export' ({EXPORTED_SUFFIX})"
+        )
+        raise ConfigError(f"{run_dir} is a file, not a run folder: {hint}")
     if not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{run_dir} is not a genmod run folder: it has no {CONFIG} (see 'genmod runs')")
 
@@ -178,7 +194,7 @@ def resolve_run_config(
     """The run config from a model's shipped recipe, a YAML file or an earlier run's folder,
     with overrides applied."""
     if run_dir is not None:
-        raw = read_run_config(run_dir)
+        raw = _data_found_here(read_run_config(run_dir))
     elif config_file is not None:
         raw = read_yaml(config_file)
         if model is not None and raw.get("model", {}).get("name") not in (None, model):
@@ -193,9 +209,19 @@ def resolve_run_config(
     if model is not None:
         raw.setdefault("model", {})["name"] = model
     defaults = _model_defaults(raw, registry) if overrides else None
-    for assignment in overrides:
+    for assignment in in_order(overrides):
         apply_override(raw, assignment, defaults)
     return validate_run_config(raw, registry)
+
+
+def _data_found_here(raw: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's config with ``data.root`` replaced by ``$GENMOD_DATA_DIR`` where the saved
+    folder does not exist here (a run trained on another machine, or data moved since)."""
+    data = raw.get("data")
+    if isinstance(data, dict) and data.get("root") and os.environ.get(DATA_DIR_ENV):
+        if not Path(str(data["root"])).exists():
+            return {**raw, "data": {**data, "root": os.environ[DATA_DIR_ENV]}}
+    return raw
 
 
 def _model_defaults(raw: Mapping[str, Any], registry: Registry) -> dict[str, Any]:

@@ -116,7 +116,9 @@ def load_data(spec: DatasetSpec, config: DataConfig, device: torch.device) -> Da
         reason = one_line(exc)
         where = f"point --data-dir (or data.root, or ${DATA_DIR_ENV}) at {spec.expects}"
         if isinstance(exc, FileNotFoundError):
-            raise DataError(f"dataset '{spec.name}' not found in {root}: {where}") from None
+            inside = root / "data"  # --data-dir ../shared for ../shared/data
+            hint = f" (did you mean {inside}?)" if inside.is_dir() else ""
+            raise DataError(f"dataset '{spec.name}' not found in {root}{hint}: {where}") from None
         if download:
             raise DataError(
                 f"dataset '{spec.name}' is not in {root} and downloading it failed ({reason}): {where}"

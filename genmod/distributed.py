@@ -9,9 +9,12 @@ machines need no copy of it.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +24,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from genmod.errors import GenmodError, one_line
+from genmod.errors import ConfigError, GenmodError, one_line
 
 T = TypeVar("T")
 
@@ -116,16 +119,37 @@ def gather(value: Any) -> list[Any]:
     return values
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _die_with_parent() -> None:
+    """In a worker, before it starts: be stopped when the launcher dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def launch(command: list[str], nproc: int) -> int:
     """Run ``command`` as ``nproc`` processes of one process group on this machine, the way
     ``torchrun --standalone`` would; returns the first non-zero exit code, or 0.
 
     When one process fails the others are stopped, so none waits forever for a peer.
     """
+    cores = usable_cores()
+    if nproc > cores:
+        raise ConfigError(
+            f"--nproc {nproc} is more than the {cores} cores this process may use: each process "
+            f"trains on at least one core, so use --nproc {cores} or fewer"
+        )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    threads = str(max(1, (os.cpu_count() or 1) // nproc))
+    threads = str(max(1, cores // nproc))
     processes = []
     for rank in range(nproc):
         env = {
@@ -136,9 +160,11 @@ def launch(command: list[str], nproc: int) -> int:
             "RANK": str(rank),
             "LOCAL_RANK": str(rank),
             "LOCAL_WORLD_SIZE": str(nproc),
+            # Python 3.11+: the current folder is not put on the workers' import path.
+            "PYTHONSAFEPATH": "1",
         }
         env.setdefault("OMP_NUM_THREADS", threads)
-        processes.append(subprocess.Popen(command, env=env))
+        processes.append(subprocess.Popen(command, env=env, preexec_fn=_die_with_parent))
     failed: list[int] = []
     try:
         while True:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from genmod.metrics import EpochRecord
 
 TRACKERS = "trackers.json"
+FOLDER_KEY = "folder"
+"""The key of ``trackers.json`` naming the run folder its ids belong to."""
 """``{logger name: tracked run id}`` of a run folder."""
 
 
@@ -81,8 +83,13 @@ class Trackers:
         """Open every logger, continuing the tracked runs ``trackers.json`` remembers; returns
         the lines saying where each tracks."""
         path = run_dir / TRACKERS
-        ids = _tracked_ids(path)
+        ids, folder = _tracked_ids(path)
         lines = []
+        here = str(run_dir.resolve())
+        if ids and folder != here:
+            # A copied run folder: continuing the original's tracked runs would mix two runs.
+            lines.append(f"{path} tracked the run in {folder}; this copy is tracked as a new run")
+            ids = {}
         for name, logger in self.loggers.items():
             info = RunInfo(
                 run_dir=run_dir, name=run_dir.name, config=config, params=params, resume_id=ids.get(name)
@@ -91,7 +98,7 @@ class Trackers:
             ids[name] = opened.id
             lines.append(opened.where)
         if self.loggers:
-            path.write_text(json.dumps(ids, indent=2) + "\n")
+            path.write_text(json.dumps({FOLDER_KEY: here, **ids}, indent=2) + "\n")
         return lines
 
     def log(self, record: EpochRecord) -> None:
@@ -107,10 +114,11 @@ class Trackers:
             logger.close()
 
 
-def _tracked_ids(path: Path) -> dict[str, str]:
-    """``trackers.json``: each tracker's id of this run ({} before the first tracked epoch)."""
+def _tracked_ids(path: Path) -> tuple[dict[str, str], str]:
+    """``trackers.json``: each tracker's id of this run ({} before the first tracked epoch), and
+    the folder the ids belong to (files of genmod before 0.3 name none: taken as this one)."""
     if not path.is_file():
-        return {}
+        return {}, ""
     try:
         ids = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -121,4 +129,5 @@ def _tracked_ids(path: Path) -> dict[str, str]:
         raise ConfigError(
             f"{path} is damaged (not a mapping of tracker ids): delete it to track this run anew"
         )
-    return ids
+    folder = ids.pop(FOLDER_KEY, None)
+    return ids, str(path.parent.resolve()) if folder is None else folder

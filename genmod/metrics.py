@@ -80,5 +80,13 @@ def write_metrics(history: Sequence[EpochRecord], path: Path) -> None:
     tmp.replace(path)
 
 
+MAX_BYTES = 256 * 2**20
+"""No run writes more: a line is about 400 bytes, so this is over half a million epochs."""
+
+
 def read_metrics(path: Path) -> list[EpochRecord]:
+    """The records of ``metrics.jsonl``; ``ValueError`` for a file no run could have written."""
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise ValueError(f"it is {size / 2**20:,.0f} MB, more than any run writes ({MAX_BYTES // 2**20} MB)")
     return [EpochRecord.model_validate(json.loads(line)) for line in path.read_text().splitlines() if line]

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 
@@ -76,6 +77,17 @@ class GenerativeModel(nn.Module, metaclass=abc.ABCMeta):
         super().__init__()
         self.progress = TrainingProgress()
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # Samples and reconstructions are for looking at: never part of a graph, so that
+        # ``plt.imshow(model.sample(64)[0, 0])`` works and no memory is held for a backward.
+        for name in ("sample", "reconstruct"):
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "_without_grad", False):
+                wrapped = torch.no_grad()(method)
+                wrapped._without_grad = True  # type: ignore[attr-defined]
+                setattr(cls, name, wrapped)
+
     @abc.abstractmethod
     def loss(self, x: Tensor) -> tuple[Tensor, Bound]:
         """The scalar training objective for the batch ``x`` and the bound behind it.
@@ -98,10 +110,10 @@ class GenerativeModel(nn.Module, metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def sample(self, n: int) -> Tensor:
-        """``n`` images of the data's shape."""
+        """``n`` images of the data's shape (computed without gradients, in every subclass)."""
 
     def reconstruct(self, x: Tensor) -> Tensor:
-        """``x`` passed through the model (optional)."""
+        """``x`` passed through the model (optional; without gradients, like :meth:`sample`)."""
         raise NotImplementedError(f"{type(self).__name__} does not reconstruct images")
 
     def log_importance_weights(self, x: Tensor, k: int, chunk_size: int = 500) -> Tensor:

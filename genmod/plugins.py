@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import inspect
 import sys
 import weakref
 from collections import Counter
@@ -195,6 +196,7 @@ class Registry:
             options = self.component_options(kind, ref)
         except ValidationError as exc:
             raise ConfigError(f"{kind} '{ref.name}': {exc.errors()[0]['msg']}") from None
+        check_build_signature(entry)
         try:
             built = build(entry.spec, options)
         except GenmodError:
@@ -215,6 +217,20 @@ class Registry:
     def origin(self, module: nn.Module) -> str | None:
         """The plugin that built ``module`` through :meth:`build_component`, if any."""
         return self._origins.get(module)
+
+
+def check_build_signature(entry: Entry) -> None:
+    """Refuse a ``build`` that cannot take what genmod passes it, in words rather than as a
+    TypeError about a lambda: ``(options)`` for loggers, ``(options, context)`` for the rest."""
+    spelled = "(options)" if entry.kind == "logger" else "(options, context)"
+    try:
+        inspect.signature(entry.spec.build).bind(*range(spelled.count(",") + 1))
+    except TypeError:
+        raise PluginError(
+            f"plugin '{entry.plugin.name}': the build of {entry.kind} '{entry.name}' must take {spelled}"
+        ) from None
+    except ValueError:
+        return  # a callable without a signature: its call says what is wrong
 
 
 def _by_name(*plugins: PluginInfo) -> tuple[PluginInfo, ...]:
@@ -312,7 +328,7 @@ def _call_hooks(
             for kind in KINDS:
                 getattr(manager.hook, kind.hook)(register=_registrar(kind, codes, loaded, staged))
             return staged
-        except Exception as exc:  # noqa: BLE001 - plugin code: drop the plugin, keep the rest
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - plugin code: drop the plugin, keep the rest
             key = _innermost_plugin(_traceback(exc.__traceback__), codes)
             if key is None or kind is None:
                 raise
@@ -347,10 +363,16 @@ def load_registry(plugin_files: Sequence[Path] = ()) -> Registry:
             module = load()
             manager.register(module, name=info.key)
             _check_hooks(manager, module)
-        except Exception as exc:  # noqa: BLE001 - any plugin bug must not break the CLI
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any plugin bug must not break the CLI
+            # sys.exit() in a plugin's import would otherwise end every command, silently.
             if manager.has_plugin(info.key):
                 manager.unregister(name=info.key)
-            registry.failures.append(PluginFailure(info, one_line(exc)))
+            reason = (
+                f"called sys.exit({exc.code}) while being imported"
+                if isinstance(exc, SystemExit)
+                else one_line(exc)
+            )
+            registry.failures.append(PluginFailure(info, reason))
             continue
         loaded[info.key] = info
     staged = _call_hooks(manager, loaded, registry.failures)

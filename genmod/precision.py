@@ -13,6 +13,7 @@ log-sum-exps stay in float32. float16's narrow range needs a gradient scaler in 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TypeVar
@@ -80,6 +81,9 @@ def _leave_out_of_graphs() -> None:
     changes every step. Done at the first compilation, not at import: ``torch.compiler.disable``
     imports torch._dynamo, which would add a second to every ``genmod list``."""
     TrainingProgress._ramp = torch.compiler.disable(TrainingProgress._ramp)  # type: ignore[method-assign]
+    # Building the CPU kernels warns "No CUDA runtime is found" wherever a CUDA toolkit lies
+    # on disk without a GPU: nothing is wrong, and nothing for a user to do.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 def _inductor_options(device: torch.device) -> dict[str, bool]:

@@ -24,7 +24,7 @@ class RunReporter:
             TextColumn("epoch {task.fields[epoch]}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.2f}"),
+            TextColumn("loss {task.fields[loss]}"),
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
@@ -60,10 +60,11 @@ class RunReporter:
         self._progress.start()
 
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
-        self._task = self._progress.add_task("", total=steps, epoch=f"{epoch}/{epochs}", loss=float("nan"))
+        # No loss before the first step of the epoch: "-", not "nan".
+        self._task = self._progress.add_task("", total=steps, epoch=f"{epoch}/{epochs}", loss="-")
 
     def step(self, steps_done: int, loss: float) -> None:
-        self._progress.update(self._task, completed=steps_done, loss=loss)
+        self._progress.update(self._task, completed=steps_done, loss=f"{loss:.2f}")
 
     def epoch_done(self, record: EpochRecord, epochs: int) -> None:
         self._progress.remove_task(self._task)

@@ -7,10 +7,13 @@ leave it however the run ends), set the run up, fit it.
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import signal
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ import torch
 from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
-from genmod import artifacts, distributed, machine
+from genmod import artifacts, distributed, lock, machine
 from genmod.checkpoint import (
     BEST,
     EXPORTED_SUFFIX,
@@ -41,7 +44,7 @@ from genmod.loggers import Trackers
 from genmod.metrics import EpochRecord, SplitMetrics, write_metrics
 from genmod.model import GenerativeModel
 from genmod.optim import Schedule, make_optimizer
-from genmod.plugins import Registry
+from genmod.plugins import Registry, check_build_signature
 from genmod.precision import (
     COMPILE_MIN_STEPS,
     autocast_dtype,
@@ -57,7 +60,8 @@ from genmod.training import EpochPosition, UpdateRules, evaluate, steps_in_epoch
 
 
 class Interrupted(GenmodError):
-    """The run was stopped by Ctrl-C or SIGTERM; its last checkpoint is intact."""
+    """The run was stopped by Ctrl-C or SIGTERM; its last checkpoint is intact. Not an error:
+    its message says what was kept and, on a line of its own, the command that continues."""
 
     exit_code = 130
 
@@ -122,7 +126,7 @@ def prepare_out_dir(path: Path, *, force: bool) -> None:
     """Create the output folder; refuse one that already holds files unless ``force``."""
     if path.exists() and not path.is_dir():
         raise ConfigError(f"output path {path} is a file: choose another --out")
-    if path.is_dir() and any(path.iterdir()) and not force:
+    if path.is_dir() and any(p.name != lock.FILENAME for p in path.iterdir()) and not force:
         raise ConfigError(
             f"output folder {path} is not empty: choose another --out, pass --force to "
             f"overwrite it, or --resume {path} to continue that run"
@@ -138,11 +142,23 @@ def prepare_out_dir(path: Path, *, force: bool) -> None:
         ) from None
 
 
+def clear_earlier_run(path: Path) -> None:
+    """With ``--force``: remove everything an earlier run wrote into ``path`` (weights, metrics,
+    evaluations, exports), so that no command takes it for the new run's."""
+    for pattern in artifacts.WRITTEN:
+        for found in path.glob(pattern):
+            if found.is_dir() and not found.is_symlink():
+                shutil.rmtree(found)
+            else:
+                found.unlink(missing_ok=True)
+
+
 def build_model(
     config: RunConfig, registry: Registry, data_shape: tuple[int, ...], probe: torch.Tensor | None = None
 ) -> GenerativeModel:
     """Build the configured model for images of ``data_shape``; check it on ``probe`` if given."""
     entry = registry.get("model", config.model.name)
+    check_build_signature(entry)
     context = ModelContext(data_shape=tuple(data_shape), build_component=registry.build_component)
     model = entry.spec.build(config.model, context)
     base = BY_NAME["model"].base
@@ -190,20 +206,48 @@ def _check_state(expected: dict[str, torch.Tensor], weights: dict[str, torch.Ten
         raise CheckpointError(f"the checkpoint does not match this model or config: {'; '.join(problems)}")
 
 
+def _skeleton(config: RunConfig, registry: Registry, data_shape: tuple[int, ...]) -> GenerativeModel | None:
+    """The model ``config`` builds, on the meta device: shapes without memory (None for a
+    model whose plugin cannot be built there; the real build then checks it)."""
+    try:
+        with torch.device("meta"):
+            return build_model(config, registry, data_shape)
+    except GenmodError:
+        raise
+    except Exception:  # noqa: BLE001 - plugin code that needs real tensors to build
+        return None
+
+
 def check_weights(
     config: RunConfig, registry: Registry, data_shape: tuple[int, ...], weights: dict[str, torch.Tensor]
 ) -> None:
-    """Compare stored weights with the model ``config`` builds, before building it for real:
-    built on the meta device, it allocates nothing, so a config (from a file someone sent)
-    declaring huge layers is refused without taking the memory it names."""
-    try:
-        with torch.device("meta"):
-            skeleton = build_model(config, registry, data_shape)
-    except GenmodError:
-        raise
-    except Exception:  # noqa: BLE001 - a model that cannot be built on meta is checked when loaded
+    """Compare stored weights with the model ``config`` builds, before building it for real,
+    so that a config (from a file someone sent) declaring huge layers is refused without
+    taking the memory it names."""
+    skeleton = _skeleton(config, registry, data_shape)
+    if skeleton is not None:
+        _check_state(skeleton.state_dict(), weights)
+
+
+def check_fits(config: RunConfig, registry: Registry, data_shape: tuple[int, ...]) -> None:
+    """Refuse a model whose training state (weights, gradients, two optimizer moments) would
+    not fit in this machine's memory, before allocating any of it: 60 images of 2000x2000
+    pixels make an MLP of billions of weights."""
+    skeleton = _skeleton(config, registry, data_shape)
+    if skeleton is None:
         return
-    _check_state(skeleton.state_dict(), weights)
+    weights = sum(p.numel() * p.element_size() for p in skeleton.parameters())
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return
+    if 4 * weights > memory:
+        count = sum(p.numel() for p in skeleton.parameters())
+        raise ConfigError(
+            f"model '{config.model.name}' for images of shape {tuple(data_shape)} has {count:,} weights: "
+            f"training them takes {4 * weights / 2**30:,.0f} GB, more than this machine's "
+            f"{memory / 2**30:,.0f} GB; use smaller images or a smaller (e.g. convolutional) model"
+        )
 
 
 def load_trained(
@@ -243,8 +287,21 @@ def run_weights(run_dir: Path, model_name: str, checkpoint: str | None) -> dict[
             f"{run_dir} holds only the best epoch's weights ({BEST}): drop --checkpoint last"
         )
     if checkpoint != "last" and has_best:
-        return load_weights_file(run_dir / BEST, model_name)
+        best = load_weights_file(run_dir / BEST, model_name)
+        if has_last:
+            _same_run(run_dir, best, load_checkpoint(run_dir / CHECKPOINT, model_name))
+        return best
     return dict(load_checkpoint(run_dir / CHECKPOINT, model_name))
+
+
+def _same_run(run_dir: Path, best: dict[str, Any], last: CheckpointState) -> None:
+    """Refuse a ``best.pt`` left by an earlier run in the same folder."""
+    ids = best.get("run"), last.get("run")
+    if all(ids) and ids[0] != ids[1] or best["epoch"] > last["epoch"]:
+        raise CheckpointError(
+            f"{run_dir / BEST} is from another run than {run_dir / CHECKPOINT} (an earlier run in this "
+            "folder): delete it, or use --checkpoint last"
+        )
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -342,6 +399,7 @@ class Run:
         )
         if saved is not None:
             check_weights(config, registry, shape, saved["model"])
+        check_fits(config, registry, shape)
         self.model = build_model(config, registry, shape, probe=as_float(self.data.train[:2]))
         self.dtype = autocast_dtype(train.precision, device)
         steps = steps_in_epoch(len(self.data.train), train.batch_size) * train.epochs
@@ -358,6 +416,8 @@ class Run:
         self.scaler = grad_scaler(self.dtype, device)
         self.rules = UpdateRules(train.clip_grad_norm, train.skip_updates_above)
         self.best: Best | None = None
+        self.run_id = uuid.uuid4().hex  # a resumed run takes its checkpoint's (restore)
+        self._changes_recorded = False
         self.history: list[EpochRecord] = []
         self.epoch = 0
         self.position: EpochPosition | None = None
@@ -366,6 +426,21 @@ class Run:
             self.restore(saved)
         elif topology.is_main:
             prepare_out_dir(self.out_dir, force=force)
+        # Held from here until fit() returns: one writer per folder (genmod.lock).
+        self._held = ExitStack()
+        if topology.is_main:
+            self._held.enter_context(lock.hold(self.out_dir))
+            try:
+                if force and not resume:
+                    clear_earlier_run(self.out_dir)
+                stale = lock.remove_stale_temporaries(self.out_dir)
+            except BaseException:
+                self._held.close()
+                raise
+            if stale:
+                self.reporter.note(
+                    f"removed {len(stale)} temporary file(s) a killed write left: {', '.join(stale)}"
+                )
 
     # -- state -------------------------------------------------------------------------
     def state(self) -> CheckpointState:
@@ -394,6 +469,7 @@ class Run:
                 "data": self.generator.get_state(),
             },
             history=[record.model_dump() for record in self.history],
+            run=self.run_id,
         )
 
     def restore(self, state: CheckpointState) -> None:
@@ -418,6 +494,7 @@ class Run:
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.generator.set_state(rng["data"])
         self.history = [EpochRecord.model_validate(row) for row in state["history"]]
+        self.run_id = state.get("run") or self.run_id
         self.epoch = int(state["epoch"])
         self.best = state["best"]
         saved = state["position"]
@@ -429,12 +506,19 @@ class Run:
             self.position = EpochPosition(saved["order_state"], mine, saved["step"], saved["skipped"])
 
     def checkpoint(self, *, best: bool = False) -> None:
-        """Save the full state; with ``best``, also these weights as the best epoch's."""
+        """Save the full state; with ``best``, also these weights as the best epoch's.
+
+        The checkpoint is written before anything else of the epoch (metrics, samples, a
+        resumed run's changed config), so a failure after it loses no training.
+        """
         state = self.state()  # every rank takes part in gathering the RNG states
         if self.topology.is_main:
+            save_checkpoint(self.out_dir / CHECKPOINT, state)
             if best:
                 save_best(self.out_dir / BEST, state)
-            save_checkpoint(self.out_dir / CHECKPOINT, state)
+            if self.resume and not self._changes_recorded:
+                self._record_changes()
+                self._changes_recorded = True
 
     def stopped_early(self) -> bool:
         patience = self.config.train.early_stopping
@@ -488,12 +572,19 @@ class Run:
                     f"{datetime.now():%Y-%m-%d %H:%M:%S} resumed after epoch {self.epoch}: {', '.join(changed)}\n"
                 )
 
-    def _evaluate(self, images: torch.Tensor) -> SplitMetrics:
-        """The bound over ``images``, each process evaluating its share."""
+    def _evaluate(self, images: torch.Tensor, stops: _StopRequests) -> SplitMetrics | None:
+        """The bound over ``images``, each process evaluating its share; ``None`` if a stop
+        was requested meanwhile (single-process runs only: under torchrun none is)."""
         rank, world = self.topology.rank, self.topology.world_size
         totals = evaluate(
-            self.model, images.tensor_split(world)[rank], self.config.train.eval_batch_size, self.dtype
+            self.model,
+            images.tensor_split(world)[rank],
+            self.config.train.eval_batch_size,
+            self.dtype,
+            should_stop=lambda: stops.requested,
         )
+        if totals is None:
+            return None
         return SplitMetrics.from_totals(distributed.all_reduce_sum(totals), self.model.terms)
 
     def _where(self) -> str:
@@ -507,26 +598,25 @@ class Run:
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> list[EpochRecord]:
         """Train the remaining epochs; returns the per-epoch metrics."""
-        train = self.config.train
-        main = self.topology.is_main
-        if self.resume and (self.epoch >= train.epochs or self.stopped_early()):
-            self.reporter.note(self._complete())
-            return self.history
-        if main:
-            config = self.config.to_dict()
-            for line in self.trackers.open(self.out_dir, config, _flat(config)):
-                self.reporter.note(line)
-        try:
-            return self._fit()
-        finally:
-            self.trackers.close()
+        with self._held:
+            train = self.config.train
+            main = self.topology.is_main
+            if self.resume and (self.epoch >= train.epochs or self.stopped_early()):
+                self.reporter.note(self._complete())
+                return self.history
+            if main:
+                config = self.config.to_dict()
+                for line in self.trackers.open(self.out_dir, config, _flat(config)):
+                    self.reporter.note(line)
+            try:
+                return self._fit()
+            finally:
+                self.trackers.close()
 
     def _fit(self) -> list[EpochRecord]:
         train = self.config.train
         main = self.topology.is_main
-        if main and self.resume:
-            self._record_changes()
-        elif main:
+        if main and not self.resume:
             artifacts.write_config(self.config.to_dict(), self.out_dir / artifacts.CONFIG)
             if 0 in train.sample_epochs:
                 self.save_samples()
@@ -558,8 +648,8 @@ class Run:
                     self.checkpoint()  # stopped mid-epoch: save exactly where
         except _StopNow:
             raise Interrupted(
-                f"stopped at once; the checkpoint of epoch {self.epoch} is kept. "
-                f"Continue with: genmod run --resume {self.out_dir}"
+                f"stopped at once; the checkpoint of epoch {self.epoch} is kept. Continue with:\n"
+                f"  genmod run --resume {self.out_dir}"
                 if self.epoch
                 else "stopped at once, before the first checkpoint; nothing to resume"
             ) from None
@@ -572,7 +662,7 @@ class Run:
                 else f"epoch {self.epoch}"
             )
             raise Interrupted(
-                f"interrupted; training up to {done} is saved. Continue with: genmod run --resume {self.out_dir}"
+                f"stopped; training up to {done} is saved. Continue with:\n  genmod run --resume {self.out_dir}"
             )
         if main:
             self.save_final_outputs()
@@ -618,8 +708,17 @@ class Run:
             return  # stopped mid-epoch: fit checkpoints this position
         names = self.model.terms
         fit = SplitMetrics.from_totals(distributed.all_reduce_sum(self.position.totals), names)
-        validation = None if self.data.validation is None else self._evaluate(self.data.validation)
-        test = self._evaluate(self.data.test)
+        cuda = [self.device] if self.device.type == "cuda" else []
+        before = torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in cuda]
+        validation = None if self.data.validation is None else self._evaluate(self.data.validation, stops)
+        test = self._evaluate(self.data.test, stops)
+        if stops.requested or test is None:
+            # The epoch's training is done: fit checkpoints it, with the random state from
+            # before the evaluation, so that a resume evaluates it exactly as now.
+            torch.set_rng_state(before[0])
+            for device, state in zip(cuda, before[1], strict=True):
+                torch.cuda.set_rng_state(state, device)
+            return
         self.schedule.step(None if validation is None else validation.loss)
         skipped = int(distributed.all_reduce_sum(torch.tensor(self.position.skipped)))
         record = EpochRecord(
@@ -639,10 +738,10 @@ class Run:
         elif self.best is not None:
             self.best = Best(epoch=self.best["epoch"], loss=self.best["loss"], since=self.best["since"] + 1)
         last = epoch == train.epochs or self.stopped_early()
-        if self.topology.is_main and (epoch in train.sample_epochs or last):
-            self.save_samples()
         self.checkpoint(best=improved)
         if self.topology.is_main:
             write_metrics(self.history, self.out_dir / artifacts.METRICS)
+            if epoch in train.sample_epochs or last:
+                self.save_samples()
             self.trackers.log(record)
         self.reporter.epoch_done(record, train.epochs)

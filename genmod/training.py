@@ -183,11 +183,18 @@ def steps_in_epoch(images: int, batch_size: int) -> int:
 
 @torch.inference_mode()
 def evaluate(
-    model: torch.nn.Module, images: Tensor, batch_size: int, dtype: torch.dtype | None = None
-) -> Tensor:
-    """Sums of (bound, *terms, images) over ``images``, one posterior sample each."""
+    model: torch.nn.Module,
+    images: Tensor,
+    batch_size: int,
+    dtype: torch.dtype | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Tensor | None:
+    """Sums of (bound, *terms, images) over ``images``, one posterior sample each; ``None``
+    when ``should_stop()`` turns true between batches (a Ctrl-C is never kept waiting)."""
     model.eval()
     totals = new_totals(model, images.device)
     for x in images.split(batch_size):
+        if should_stop():
+            return None
         totals += _summed_terms(model, as_float(x), dtype)[1]
     return totals

@@ -183,3 +183,103 @@ def test_list_json_and_table_name_plugins_alike():
     models = json.loads(genmod("list", "--json", "--kind", "model").output)["entries"]
     assert all(entry["plugin"] in table for entry in models)
     assert os.environ.get("GENMOD_PLUGINS") is None
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ("model.prior.components=5", "model.prior=mixture"),
+        ("model.prior=mixture", "model.prior.components=5"),
+    ],
+    ids=["options first", "name first"],
+)
+def test_set_keeps_the_options_of_a_component_in_any_order(registry, sets):
+    from genmod.config_loader import resolve_run_config
+
+    config = resolve_run_config(registry, model="mlp-vae", overrides=list(sets))
+    assert config.model.prior.name == "mixture" and config.model.prior.options["components"] == 5
+    with pytest.raises(Exception, match="componets"):
+        resolve_run_config(
+            registry, model="mlp-vae", overrides=["model.prior.componets=5", "model.prior=mixture"]
+        )
+
+
+def test_the_readme_python_snippet_runs_and_its_samples_plot(data_dir):
+    """The README's snippet as written, made small: 1 epoch of 2,000 images, k=10."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    small = snippet.replace(
+        "train__epochs=5, data__validation=10000", "train__epochs=1, data__limit=2000, data__validation=500"
+    ).replace("k=1000", "k=10")
+    assert small != snippet and "plt.imshow" in small
+    namespace: dict[str, object] = {}
+    exec(compile(small, "README.md", "exec"), namespace)  # noqa: S102 - the README is ours
+    assert not namespace["images"].requires_grad
+
+
+def test_a_relative_data_dir_travels_with_the_run(tmp_path, data_dir, monkeypatch):
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir(), elsewhere.mkdir()
+    monkeypatch.chdir(here)
+    relative = os.path.relpath(data_dir, here)
+    trained = small_run(Path("run"), "--epochs", 1, "--data-dir", relative)
+    assert trained.exit_code == 0, trained.output
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("GENMOD_DATA_DIR")
+    run = here / "run"
+    assert genmod("eval", run, "--k", 2, "--images", 5).exit_code == 0
+    assert genmod("reconstruct", run).exit_code == 0
+    assert genmod("run", "--resume", run, "--epochs", 2).exit_code == 0
+    import genmod as api
+
+    assert len(api.dataset(run).test) == 10000
+    assert api.evaluate(run, k=2, limit=5, data_dir=data_dir).images == 5
+
+
+def test_a_run_whose_data_folder_is_gone_reads_genmod_data_dir_or_data_dir(tmp_path, data_dir):
+    run = tmp_path / "run"
+    assert small_run(run, "--epochs", 1).exit_code == 0
+    config = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(config.replace("root: null", "root: /nowhere/data"))
+    assert genmod("eval", run, "--k", 2, "--images", 5).exit_code == 0  # $GENMOD_DATA_DIR
+    assert genmod("run", "--resume", run, "--epochs", 2, "--data-dir", data_dir).exit_code == 0
+    assert f"root: {data_dir}" in (run / "config.yaml").read_text()
+
+
+def test_messages_point_to_the_fix(tmp_path, data_dir):
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "mlp-vae.yaml"
+    on_a_file = genmod("eval", recipe)
+    assert on_a_file.exit_code == 2 and f"genmod run --config {recipe}" in on_a_file.output
+    near = genmod("run", "mlp-vae", "--data-dir", data_dir.parent, "--out", tmp_path / "r")
+    assert near.exit_code != 0 and f"did you mean {data_dir}?" in near.output
+    plugin = tmp_path / "onearg.py"
+    plugin.write_text(
+        "from genmod import ComponentSpec, hookimpl\n"
+        "@hookimpl\ndef register_priors(register):\n"
+        "    register(ComponentSpec(name='one-arg', build=lambda options: None))\n"
+    )
+    wrong = genmod(
+        "run", "mlp-vae", "--plugin", plugin, "--set", "model.prior=one-arg", "--out", tmp_path / "w"
+    )
+    assert wrong.exit_code == 2 and "must take (options, context)" in wrong.output
+
+
+def test_ctrl_c_is_reported_not_called_an_error():
+    from genmod import cli
+    from genmod.runner import Interrupted
+
+    @cli._user_errors
+    def stopped():
+        raise Interrupted("stopped; training up to epoch 3 is saved. Continue with:\n  genmod run --resume r")
+
+    import typer
+    from typer.testing import CliRunner
+
+    app = typer.Typer()
+    app.command()(stopped)
+    result = CliRunner().invoke(app, [])
+    assert result.exit_code == 130 and "error" not in result.output
+    assert result.output.splitlines()[-1] == "  genmod run --resume r"

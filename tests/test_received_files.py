@@ -292,7 +292,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_one_and_leaves_no_partia
     assert done.returncode != 0 and "Traceback" not in output, output
     assert "checkpoint.pt" in output.splitlines()[-1] and "kept" in output.splitlines()[-1]
     assert (out / "checkpoint.pt").read_bytes() == before
-    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".genmod.lock"]
 
 
 def test_a_full_disk_during_an_export_leaves_no_partial_file(tmp_path, data_dir):
@@ -321,3 +321,20 @@ def test_an_evaluation_that_cannot_be_saved_is_printed_first_and_can_be_saved_el
     assert "IS-NLL" in done.output and "--output" in done.output.strip().splitlines()[-1]
     saved = genmod("eval", shipped, "--k", 2, "--images", 10, "--output", tmp_path / "e.json")
     assert saved.exit_code == 0 and json.loads((tmp_path / "e.json").read_text())["images"] == 10
+
+
+def test_images_too_large_for_the_model_are_refused_before_it_is_built(tmp_path):
+    """60 PNGs of 2000x2000 take 60 KB on disk and make an MLP of billions of weights."""
+    root = tmp_path / "big"
+    for split, count in (("train", 60), ("test", 2)):
+        (root / split).mkdir(parents=True)
+        for i in range(count):
+            Image.new("RGB", (2000, 2000), (i, 0, 0)).save(root / split / f"{i:02d}.png")
+    done, peak = peak_rss_mb(
+        ["run", "mlp-vae", "--set", "data.name=image-folder", "--set", "train.batch_size=20", "--data-dir", root,
+         "--out", tmp_path / "r"]
+    )  # fmt: skip
+    assert (
+        done.returncode == 2 and "more than this machine's" in done.stdout and "Traceback" not in done.stdout
+    )
+    assert peak < 2000, f"{peak:.0f} MB"

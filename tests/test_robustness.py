@@ -329,4 +329,54 @@ def test_interrupted_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch)
     with pytest.raises(CheckpointError, match="the previous checkpoint.pt is kept"):
         checkpoint.save_checkpoint(out / "checkpoint.pt", {"epoch": 9})
     assert (out / "checkpoint.pt").read_bytes() == good
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".genmod.lock"]
+
+
+SLOW_EVALUATION_PLUGIN = """
+import os, time
+import torch
+from pathlib import Path
+from torch.distributions import Bernoulli, Independent
+from genmod import ComponentSpec, Likelihood, hookimpl
+
+
+class SlowToEvaluate(Likelihood):
+    '''Bernoulli; with $SLOW_MARK set, each batch of the end-of-epoch evaluation takes a second
+    and the first one leaves that mark.'''
+
+    def forward(self, params):
+        mark = os.environ.get("SLOW_MARK")
+        if mark and torch.is_inference_mode_enabled():
+            Path(mark).touch()
+            time.sleep(1)
+        return Independent(Bernoulli(logits=params, validate_args=False), 3)
+
+
+@hookimpl
+def register_likelihoods(register):
+    register(ComponentSpec(name="slow-eval", build=lambda options, ctx: SlowToEvaluate()))
+"""
+
+
+def test_sigterm_during_the_end_of_epoch_evaluation_stops_at_once_keeping_the_trained_epoch(tmp_path):
+    plugin = write(tmp_path / "slow.py", SLOW_EVALUATION_PLUGIN)
+    run = ("run", "mlp-vae", "--epochs", 1, "--set", "data.limit=500", "--device", "cpu", "--plugin", plugin,
+           "--set", "model.likelihood=slow-eval", "--set", "train.eval_batch_size=100",
+           "--set", "train.sample_epochs=[]")  # fmt: skip
+    whole, stopped, mark = tmp_path / "whole", tmp_path / "stopped", tmp_path / "evaluating"
+    assert cli(*run, "--out", whole).wait() == 0
+    process = subprocess.Popen(
+        [sys.executable, "-m", "genmod", *map(str, run), "--out", str(stopped)],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "SLOW_MARK": str(mark)},
+    )  # fmt: skip
+    while not mark.exists():
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.05)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 130
+    assert time.monotonic() - started < 10  # not the 100 s the evaluation would take
+    assert "genmod run --resume" in process.stderr.read()
+    resumed = cli("run", "--resume", stopped)  # evaluates the trained epoch, at full speed
+    assert resumed.wait() == 0, resumed.stderr.read()
+    assert_same_run(whole, stopped)

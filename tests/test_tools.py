@@ -136,10 +136,10 @@ def test_export_is_taken_by_every_command_and_gives_the_same_nll(run_dir, tmp_pa
 
     with safe_open(str(path), "pt") as handle:  # plain tensors and strings: nothing to unpickle
         assert json.loads(handle.metadata()["config"])["model"]["latent_dim"] == 2
-    for source in (run_dir, path):
-        assert genmod("eval", source, "--k", 20, "--images", 50).exit_code == 0
-    from_run = json.loads((run_dir / "eval.json").read_text())
-    from_export = json.loads((tmp_path / "latent2.eval.json").read_text())
+    for source, report in ((run_dir, "run.json"), (path, "export.json")):
+        assert genmod("eval", source, "--k", 20, "--images", 50, "--output", tmp_path / report).exit_code == 0
+    from_run = json.loads((tmp_path / "run.json").read_text())
+    from_export = json.loads((tmp_path / "export.json").read_text())
     assert from_export["nll"] == from_run["nll"] and from_export["epoch"] == from_run["epoch"]
     for command in ("sample", "reconstruct", "manifold"):
         assert genmod(command, path).exit_code == 0, command

@@ -109,8 +109,7 @@ def image_files(folder: Path) -> tuple[tuple[int, int, int], Iterator[torch.Tens
     one at a time as uint8 (C, H, W) tensors: packing a folder never holds it in memory."""
     if not folder.is_dir():
         raise FileNotFoundError(folder)
-    # Regular files only: reading a named pipe would wait forever.
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
+    paths = _image_paths(folder)
     if not paths:
         raise ValueError(f"{folder} holds no image files ({', '.join(sorted(_IMAGE_SUFFIXES))})")
     with _open_image(paths[0]) as first:
@@ -157,8 +156,19 @@ def _open_image(path: Path) -> Image.Image:
         raise ValueError(f"{path} is not a readable image ({one_line(exc, 80)})") from None
 
 
+def _image_paths(folder: Path) -> list[Path]:
+    # Regular files only: reading a named pipe would wait forever.
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
+
+
 def _load_image_folder(root: Path, split: str, download: bool) -> torch.Tensor:
-    return torch.stack(list(image_files(Path(root) / split)[1]))
+    """One uint8 tensor, filled image by image: never a second copy of the split in memory."""
+    folder = Path(root) / split
+    shape, images = image_files(folder)
+    split_images = torch.empty((len(_image_paths(folder)), *shape), dtype=torch.uint8)
+    for index, image in enumerate(images):
+        split_images[index] = image
+    return split_images
 
 
 def _load_packed(root: Path, split: str, download: bool) -> torch.Tensor | StreamingImages:

@@ -72,7 +72,8 @@ def register_encoders(register):
             name="conv",
             build=conv.make_encoder,
             options=conv.ConvOptions,
-            description="Two stride-2 convolutions for C×H×W images (H, W multiples of 4).",
+            description="One stride-2 convolution per entry of channels (two by default) for C×H×W "
+            "images; H and W multiples of 2 ** len(channels).",
         )
     )
     register(
@@ -100,7 +101,8 @@ def register_decoders(register):
             name="conv",
             build=conv.make_decoder,
             options=conv.ConvOptions,
-            description="Two stride-2 transposed convolutions to the likelihood's parameters per pixel.",
+            description="One stride-2 transposed convolution per entry of channels (two by default) to "
+            "the likelihood's parameters per pixel.",
         )
     )
     register(
