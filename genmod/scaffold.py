@@ -1,6 +1,7 @@
 """``genmod new-plugin``: an installable plugin package to start from.
 
-The package registers one example component (a learnable Gaussian prior) and a model that
+The package registers one example component (a learnable prior of the family its name names,
+torch.distributions' Laplace for ``laplace``, else a Gaussian placeholder) and a model that
 uses it, ships the model's recipe, and has a README and a test, so that a researcher edits a
 working plugin rather than writing one from nothing.
 """
@@ -54,7 +55,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution, Independent, {family}
 
 from genmod import (
     VAE,
@@ -78,8 +79,7 @@ class {cls}PriorOptions(BaseModel):
 
 
 class {cls}Prior(Prior):
-    """A diagonal Gaussian prior with a learnable mean and scale per latent: the place to write
-    your own p(z)."""
+    """{doc}"""
 
     def __init__(self, latent_dim: int, scale: float) -> None:
         super().__init__()
@@ -87,7 +87,7 @@ class {cls}Prior(Prior):
         self.log_scale = nn.Parameter(torch.full((latent_dim,), math.log(scale)))
 
     def distribution(self) -> Distribution:
-        return Independent(Normal(self.loc, self.log_scale.exp()), 1)
+        return Independent({family}(self.loc, self.log_scale.exp()), 1)
 
 
 class {cls}Encoder(Encoder):
@@ -132,7 +132,7 @@ def register_priors(register):
             name="{name}",
             build=build_prior,
             options={cls}PriorOptions,
-            description="The {name} prior (a starting point: a learnable diagonal Gaussian).",
+            description="{description}",
         )
     )
 
@@ -233,6 +233,34 @@ def test_model_trains_one_epoch_offline(tmp_path):
 """
 
 
+# torch.distributions' location-scale families, by the plugin name that asks for one.
+_FAMILIES = {
+    "normal": "Normal",
+    "gaussian": "Normal",
+    "laplace": "Laplace",
+    "cauchy": "Cauchy",
+    "gumbel": "Gumbel",
+}
+
+
+def _prior_family(name: str) -> dict[str, str]:
+    """The scaffold's prior: the torch.distributions family its name names (``laplace`` ->
+    ``Laplace``), else a Gaussian that says it is a placeholder for the user's own p(z)."""
+    family = _FAMILIES.get(name.replace("-", ""))
+    if family is not None:
+        return {
+            "family": family,
+            "doc": f"A diagonal {family} prior with a learnable location and scale per latent.",
+            "description": f"A learnable diagonal {family} prior (torch.distributions.{family}).",
+        }
+    return {
+        "family": "Normal",
+        "doc": f"A placeholder for the {name} prior: a diagonal Gaussian with a learnable mean and "
+        "scale per latent. Write your own p(z) in distribution().",
+        "description": f"The {name} prior: for now a learnable diagonal Gaussian, to be replaced.",
+    }
+
+
 def new_plugin(name: str, directory: Path) -> Path:
     """Write the package for plugin ``name`` into ``directory/genmod-<name>``; return its path."""
     if not _NAME.match(name):
@@ -247,6 +275,7 @@ def new_plugin(name: str, directory: Path) -> Path:
         "module": module,
         "model": f"{name}-vae",
         "cls": "".join(part.capitalize() for part in name.split("-")),
+        **_prior_family(name),
     }
     root = directory / dist
     if root.exists():

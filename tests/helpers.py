@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from genmod.cli import app
@@ -40,3 +43,22 @@ def pip_install(package: Path | str, target: Path | str) -> list[str]:
         sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
         "--target", str(target), str(package),
     ]  # fmt: skip
+
+
+EXTRAS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb", "streaming": "streaming",
+          "nbclient": "notebook", "nbformat": "notebook"}  # fmt: skip
+"""Each optional module the tests use, and genmod's extra that installs it."""
+
+
+def optional(module: str) -> None:
+    """Skip the calling test when ``module`` (an optional integration) is not installed, naming
+    the extra that installs it; in CI (``$CI``) fail instead: there every extra is installed."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        extra = EXTRAS[module]
+        if os.environ.get("CI"):
+            pytest.fail(
+                f"{module} is not installed, and CI installs every extra: pip install -e '.[{extra}]'"
+            )
+        pytest.skip(f"needs the {extra} extra: pip install -e '.[{extra}]'")

@@ -8,9 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from helpers import pip_install
+from helpers import optional, pip_install
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 EXAMPLES = DOCS.parent / "examples"
@@ -63,8 +61,11 @@ def test_python_api_page_runs(tmp_path, data_dir):
 
 
 def test_quickstart_notebook_runs(tmp_path, data_dir):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
+    optional("nbformat")
+    optional("nbclient")
+    import nbclient
+    import nbformat
+
     notebook = nbformat.read(EXAMPLES / "quickstart.ipynb", as_version=4)
     parameters = next(cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", []))
     parameters.source = "epochs = 2\nlimit = 2000"  # small data, as papermill would inject it

@@ -17,7 +17,7 @@ from test_plugins import LAPLACE_PLUGIN
 
 from genmod.errors import DataError, one_line
 from genmod.evaluation import importance_sampled_nll
-from helpers import genmod, small_run
+from helpers import genmod, optional, small_run
 
 
 def test_help_and_version_do_not_import_torch():
@@ -170,7 +170,7 @@ def test_config_keys_are_found_across_sections_and_types_read_plainly():
 
 
 def test_the_tensorboard_logger_says_where_it_writes(tmp_path, data_dir):
-    pytest.importorskip("tensorboard")
+    optional("tensorboard")
     out = tmp_path / "run"
     result = small_run(out, "--epochs", 1, "--logger", "tensorboard")
     assert result.exit_code == 0 and f"TensorBoard events in {out / 'tensorboard'}" in result.output.replace(

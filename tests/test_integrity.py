@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from genmod import lock
-from helpers import genmod, small_run
+from helpers import genmod, optional, small_run
 
 PRETRAINED_VAE = Path(__file__).resolve().parents[1] / "pretrained" / "vae"
 
@@ -208,7 +208,7 @@ def test_a_metrics_file_no_run_could_write_is_listed_as_unreadable(tmp_path):
 
 
 def test_a_copied_run_folder_is_tracked_as_a_new_run(tmp_path, data_dir):
-    pytest.importorskip("tensorboard")
+    optional("tensorboard")
     out = trained(tmp_path, "--logger", "tensorboard")
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)

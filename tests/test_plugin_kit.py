@@ -103,10 +103,15 @@ def test_unit_tests_that_need_no_images_pass_without_mnist(tmp_path):
     assert offline.returncode == 0 and " passed" in offline.stdout, offline.stdout
 
 
-def test_new_plugin_scaffold_installs_lists_trains_and_passes_its_own_test(tmp_path):
-    created = genmod("new-plugin", "student-t", "--dir", tmp_path)
+@pytest.mark.parametrize("name, family", [("student-t", "Normal"), ("laplace", "Laplace")])
+def test_new_plugin_scaffold_installs_lists_trains_and_passes_its_own_test(tmp_path, name, family):
+    created = genmod("new-plugin", name, "--dir", tmp_path)
     assert created.exit_code == 0, created.output
-    package = tmp_path / "genmod-student-t"
+    package = tmp_path / f"genmod-{name}"
+    source = (package / f"genmod_{name.replace('-', '_')}" / "__init__.py").read_text()
+    assert f"Independent({family}(" in source  # a laplace plugin's prior is a Laplace
+    if family == "Normal":
+        assert f"A placeholder for the {name} prior" in source
     site = tmp_path / "site"
     subprocess.run(
         pip_install(package, site),
@@ -124,5 +129,5 @@ def test_new_plugin_scaffold_installs_lists_trains_and_passes_its_own_test(tmp_p
     )
     assert own_tests.returncode == 0, own_tests.stdout + own_tests.stderr
     assert "3 passed" in own_tests.stdout
-    assert genmod("new-plugin", "student-t", "--dir", tmp_path).exit_code == 2  # never overwrites
+    assert genmod("new-plugin", name, "--dir", tmp_path).exit_code == 2  # never overwrites
     assert genmod("new-plugin", "Bad Name").exit_code == 2

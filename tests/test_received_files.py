@@ -20,7 +20,7 @@ import torch
 import yaml
 from PIL import Image
 
-from helpers import genmod, small_run
+from helpers import genmod, optional, small_run
 
 PRETRAINED_VAE = Path(__file__).resolve().parents[1] / "pretrained" / "vae"
 
@@ -201,7 +201,7 @@ def test_a_named_pipe_in_an_image_folder_is_skipped_not_waited_on(tmp_path, mnis
 
 @pytest.fixture()
 def packed(tmp_path, data_dir) -> Path:
-    pytest.importorskip("streaming")
+    optional("streaming")
     out = tmp_path / "packed"
     done = genmod("data", "pack", "mnist", out, "--limit", 200, "--data-dir", data_dir, "--shard-mb", 0.05)
     assert done.exit_code == 0, done.output
@@ -266,7 +266,7 @@ def test_one_damaged_run_folder_never_hides_the_others(tmp_path, data_dir, file,
 
 
 def test_a_damaged_trackers_file_is_one_line(tmp_path, data_dir):
-    pytest.importorskip("tensorboard")
+    optional("tensorboard")
     out = tmp_path / "run"
     assert small_run(out, "--epochs", 1, "--logger", "tensorboard").exit_code == 0
     (out / "trackers.json").write_text("[1, 2")

@@ -16,7 +16,7 @@ import torch
 
 from genmod.config import DataConfig
 from genmod.data import load_data
-from helpers import genmod, losses, metrics
+from helpers import genmod, losses, metrics, optional
 
 IMAGES = 2000
 
@@ -24,6 +24,7 @@ IMAGES = 2000
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     """The first 2,000 MNIST training images (and the test set) in shards of half a megabyte."""
+    optional("streaming")
     out = tmp_path_factory.mktemp("packed") / "mnist"
     result = genmod(
         "data", "pack", "mnist", out, "--data-dir", data_dir, "--limit", IMAGES, "--shard-mb", 0.5

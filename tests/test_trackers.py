@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import genmod, metrics, small_run
+from helpers import genmod, metrics, optional, small_run
 
 Readback = tuple[dict[int, float], dict[str, str], set[str]]
 """Per epoch the test -ELBO, the logged config (flat, as strings), the image names logged."""
@@ -111,7 +111,7 @@ READERS: dict[str, tuple[str, Callable[[Path], Readback]]] = {
 @pytest.mark.parametrize("name", READERS)
 def test_tracker_logs_config_every_epoch_and_images_and_resume_continues_the_run(tmp_path, name):
     client, read = READERS[name]
-    pytest.importorskip(client)
+    optional(client)
     out = tmp_path / "run"
     first = small_run(out, "--epochs", 2, "--logger", name)
     assert first.exit_code == 0, first.output
