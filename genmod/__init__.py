@@ -48,6 +48,19 @@ _EXPORTS = {
     "RunInfo": "genmod.loggers",
     "EpochRecord": "genmod.metrics",
     "SplitMetrics": "genmod.metrics",
+    # What the public functions return: registry() a Registry, train() a Run, evaluate() an
+    # NLLResult, dataset() a Data.
+    "Registry": "genmod.plugins",
+    "Run": "genmod.runner",
+    "NLLResult": "genmod.evaluation",
+    "Data": "genmod.data",
+    # The errors, each one line for a user: catch GenmodError for all of them.
+    "GenmodError": "genmod.errors",
+    "ConfigError": "genmod.errors",
+    "PluginError": "genmod.errors",
+    "UntrustedPluginError": "genmod.errors",
+    "DataError": "genmod.errors",
+    "CheckpointError": "genmod.errors",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -76,7 +89,17 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
         diagonal_gaussian,
     )
     from genmod.config import ComponentRef, ModelConfig, VAEConfig
+    from genmod.data import Data
     from genmod.elbo import ELBOTerms, kl_term, log_mean_exp
+    from genmod.errors import (
+        CheckpointError,
+        ConfigError,
+        DataError,
+        GenmodError,
+        PluginError,
+        UntrustedPluginError,
+    )
+    from genmod.evaluation import NLLResult
     from genmod.hookspecs import hookimpl
     from genmod.loggers import Logger, Opened, RunInfo
     from genmod.metrics import EpochRecord, SplitMetrics
@@ -85,6 +108,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
         GenerativeModel,
         TrainingProgress,
     )
+    from genmod.plugins import Registry
+    from genmod.runner import Run
     from genmod.specs import (
         ComponentContext,
         ComponentSpec,

@@ -270,6 +270,9 @@ def export_safetensors(
         content = save(tensors, metadata=metadata)
     except SafetensorError as exc:
         raise CheckpointError(f"could not export to {path} ({one_line(exc, 120)})") from None
+    # An export killed while writing left its hidden temporary file: the next export removes it.
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     _atomic_write(path, lambda handle: handle.write(content))
 
 

@@ -233,3 +233,24 @@ def test_a_non_finite_evaluation_is_null_and_named_in_valid_json(tmp_path, data_
     report = json.loads((shipped / "eval.json").read_text(), parse_constant=pytest.fail)
     assert report["nll"] is None and report["negative_elbo"] is None
     assert report["non_finite"] == ["nll", "nll_se", "negative_elbo"]
+
+
+def test_an_export_removes_the_temporary_file_a_killed_export_left(tmp_path):
+    shipped = tmp_path / "vae"
+    shutil.copytree(PRETRAINED_VAE, shipped)
+    stale = tmp_path / ".m.safetensors.k1ll3d.tmp"
+    stale.write_bytes(bytes(2**20))
+    assert genmod("export", shipped, "-o", tmp_path / "m.safetensors").exit_code == 0
+    assert not stale.exists() and (tmp_path / "m.safetensors").is_file()
+
+
+def test_a_named_pipe_in_place_of_a_packed_index_is_not_waited_on(tmp_path):
+    import os
+
+    folder = tmp_path / "packed"
+    folder.mkdir()
+    os.mkfifo(folder / "genmod.json")
+    done = genmod(
+        "run", "mlp-vae", "--set", "data.name=streaming", "--data-dir", folder, "--out", tmp_path / "r"
+    )  # would block forever reading the pipe
+    one_line(done, "not found in")

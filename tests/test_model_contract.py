@@ -263,3 +263,39 @@ def test_info_lists_the_train_and_data_keys():
     assert "validation" in genmod("info", "data").output
     model = genmod("info", "mlp-vae").output
     assert "kl_warmup_epochs" in model and "free_bits" in model
+
+
+def test_every_public_function_returns_a_type_genmod_exports():
+    """``genmod.registry()`` returns a ``genmod.Registry``, and so on: nothing a user holds has
+    a type they cannot import from the facade."""
+    import typing
+    from pathlib import Path
+
+    import genmod
+
+    exported = {name: getattr(genmod, name) for name in genmod.__all__ if name != "__version__"}
+    functions = [name for name, value in exported.items() if callable(value) and not isinstance(value, type)]
+    for name in ("train", "load", "evaluate", "registry", "dataset", "export"):
+        assert name in functions
+        returned = typing.get_type_hints(exported[name], localns=exported)["return"]
+        for kind in typing.get_args(returned) or (returned,):
+            assert kind in exported.values() or kind is Path, (name, kind)
+
+
+def test_the_facade_lists_each_public_name_once_for_run_time_and_once_for_type_checkers():
+    """``_EXPORTS`` (loaded on first use) and the ``TYPE_CHECKING`` imports name the same set."""
+    import ast
+
+    import genmod
+
+    tree = ast.parse(Path(genmod.__file__).read_text())
+    (block,) = [
+        node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    ]
+    imported = {
+        (alias.name, node.module)
+        for node in ast.walk(block)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported == set(genmod._EXPORTS.items())
