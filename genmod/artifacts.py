@@ -82,7 +82,11 @@ def load_yaml(text: str) -> Any:
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    return load_yaml(path.read_text())
+    """A run folder's ``config.yaml``; ``ValueError`` when it is not a mapping of sections."""
+    config = load_yaml(path.read_text())
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} is not a mapping of sections (model, data, train)")
+    return config
 
 
 def plot_losses(history: Sequence[EpochRecord], path: Path) -> None:

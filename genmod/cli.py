@@ -35,6 +35,10 @@ from genmod.errors import ConfigError, DataError, GenmodError, UnknownNameError
 from genmod.scaffold import new_plugin
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import torch
+
     from genmod.config import RunConfig
     from genmod.data import Data
     from genmod.model import GenerativeModel
@@ -209,7 +213,7 @@ def list_command(
     registry = _registry(plugin, diagnose=True)
     entries = registry.entries(kind)
     if as_json:
-        rows = [
+        listed = [
             {
                 "kind": e.kind,
                 "name": e.name,
@@ -219,7 +223,7 @@ def list_command(
             }
             for e in entries
         ]
-        typer.echo(json.dumps({"entries": rows, **_problems_json(registry)}, indent=2))
+        typer.echo(json.dumps({"entries": listed, **_problems_json(registry)}, indent=2))
         return
     # The version beside the plugin's name: one column fewer, so it fits 80 columns too.
     columns = ("kind", "name", "plugin", "description")
@@ -263,9 +267,9 @@ def plugins_command(
     from genmod.kinds import KINDS
 
     registry = _registry(plugin, diagnose=True)
-    plural = {k.name: k.plural for k in KINDS}
+    plural: dict[str, str] = {k.name: k.plural for k in KINDS}
     if as_json:
-        rows = [
+        listed = [
             {
                 "plugin": p.info.name,
                 "version": p.info.version,
@@ -275,7 +279,7 @@ def plugins_command(
             }
             for p in registry.plugins
         ]
-        typer.echo(json.dumps({"plugins": rows, **_problems_json(registry)}, indent=2))
+        typer.echo(json.dumps({"plugins": listed, **_problems_json(registry)}, indent=2))
         return
     rows = [
         (
@@ -365,7 +369,7 @@ def run(
         # A process of a launch reads nothing itself: rank 0 reads the folder and hands the
         # config on, so that the other machines of a multi-node run need no copy of it.
         run_config = read if "WORLD_SIZE" in os.environ else read()
-        out_dir = resume
+        out_dir: Path | None = resume
     else:
         run_config = resolve_run_config(registry, model=model, config_file=config, overrides=overrides)
         # The run remembers its plugin files, so that eval, sample and --resume load them again.
@@ -485,9 +489,15 @@ def eval_command(
     chosen = {
         "test": data.test,
         "validation": data.validation,
-        "train": binarize_once(data.train) if data.dynamic_binarization else data.train,
+        "train": data.train,
     }[split]
+    from genmod.streaming import StreamingImages
+
+    if isinstance(chosen, StreamingImages):
+        raise ConfigError("--split train of a streamed dataset is not evaluated: use --split test")
     assert chosen is not None
+    if split == "train" and data.dynamic_binarization:
+        chosen = binarize_once(chosen)
     torch.manual_seed(seed)
     chosen = chosen[:images]
     with _progress_bar(f"k={k}", len(chosen), "images") as advance:
@@ -648,7 +658,8 @@ def manifold(
 
     _, config, model, _ = _trained(run_dir, plugin, device, checkpoint, trust_plugins=trust_plugins)
     latent_dim = getattr(config.model, "latent_dim", None)
-    if latent_dim != 2 or not hasattr(model, "decode"):
+    decode = getattr(model, "decode", None)
+    if latent_dim != 2 or not callable(decode):
         raise ConfigError(
             f"the latent manifold needs a model with 2 latents; this one has {latent_dim}: "
             "train one with --set model.latent_dim=2"
@@ -657,7 +668,7 @@ def manifold(
     axis = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, size))
     grid = torch.stack(torch.meshgrid(axis, axis.flip(0), indexing="xy"), dim=-1).reshape(-1, 2)
     with torch.inference_mode():
-        images = model.decode(grid.to(next(model.parameters()).device))
+        images = decode(grid.to(next(model.parameters()).device))
     path = output or artifacts.beside(run_dir, "manifold.png")
     artifacts.save_grid(images, path, nrow=size)
     console.print(f"saved a {size}x{size} latent manifold to {path}", highlight=False)
@@ -784,7 +795,7 @@ def info(
 
     NAME is anything 'genmod list' shows, 'data' or 'train' for those config sections, or a
     run folder or shipped model (pretrained/vae): where it came from."""
-    sections = {"data": DataConfig, "train": TrainConfig}
+    sections: dict[str, type[BaseModel]] = {"data": DataConfig, "train": TrainConfig}
     if name in sections:
         console.print(_schema(sections[name], f"the {name} section of a run config"), highlight=False)
         return
@@ -909,6 +920,7 @@ def pack(
     if out_dir.exists():
         raise ConfigError(f"{out_dir} already exists: choose a new OUT_DIR")
     folder = Path(source)
+    splits: dict[str, tuple[tuple[int, ...], Iterable[torch.Tensor]]]
     if folder.is_dir():
         from genmod.builtins.datasets import image_files
 

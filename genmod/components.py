@@ -104,11 +104,13 @@ class Likelihood(_Interface):
         override it with a fused formula (the hot loop of training and ``genmod eval``).
         Parameters computed in bfloat16 (``train.precision``) are scored in float32.
         """
-        return self(params.float()).log_prob(x)
+        scores: Tensor = self(params.float()).log_prob(x)
+        return scores
 
     def mean(self, params: Tensor) -> Tensor:
         """The expected image under p(x|z), used for sample grids and reconstructions."""
-        return self(params.float()).mean
+        mean: Tensor = self(params.float()).mean
+        return mean
 
 
 _INTERFACES = (Encoder, Decoder, Prior, Likelihood)

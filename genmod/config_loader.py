@@ -151,9 +151,9 @@ def _check_components(config: RunConfig, registry: Registry) -> None:
     for field, value in config.model:
         if isinstance(value, ComponentRef) and field in kinds:
             try:
-                registry.component_options(field, value)  # type: ignore[arg-type]
+                registry.component_options(field, value)
             except ValidationError as exc:
-                options = registry.get(field, value.name).spec.options  # type: ignore[arg-type]
+                options = registry.get(field, value.name).spec.options
                 problems = [_describe(e, options, prefix=f"model.{field}") for e in exc.errors()]
                 raise ConfigError(
                     f"invalid config ({field} '{value.name}'): " + "; ".join(problems)

@@ -124,6 +124,10 @@ def load_data(spec: DatasetSpec, config: DataConfig, device: torch.device) -> Da
                 f"dataset '{spec.name}' is not in {root} and downloading it failed ({reason}): {where}"
             ) from None
         raise DataError(f"cannot read dataset '{spec.name}' from {root}: {reason}") from None
+    if isinstance(test, StreamingImages):
+        raise DataError(
+            f"dataset '{spec.name}' streams its test split: genmod holds the test split in memory"
+        )
     if isinstance(train, StreamingImages):
         return _streamed(train, test, config, device)
     for split, images in (("train", train), ("test", test)):

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -107,7 +107,7 @@ def from_main(read: Callable[[], T]) -> T:
     value, error = broadcast(outcome)
     if error is not None:
         raise error
-    return value
+    return cast(T, value)
 
 
 def gather(value: Any) -> list[Any]:

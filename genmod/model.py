@@ -85,7 +85,7 @@ class GenerativeModel(nn.Module, metaclass=abc.ABCMeta):
             method = cls.__dict__.get(name)
             if callable(method) and not getattr(method, "_without_grad", False):
                 wrapped = torch.no_grad()(method)
-                wrapped._without_grad = True  # type: ignore[attr-defined]
+                wrapped._without_grad = True
                 setattr(cls, name, wrapped)
 
     @abc.abstractmethod

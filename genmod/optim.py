@@ -24,7 +24,8 @@ def make_optimizer(parameters: Iterable[torch.nn.Parameter], train: TrainConfig)
     cls = OPTIMIZERS[train.optimizer]
     options: dict[str, Any] = {"lr": train.lr, "betas": train.betas, "weight_decay": train.weight_decay}
     try:
-        return cls(parameters, **options, fused=True)
+        # Every class in OPTIMIZERS takes fused=; torch's Optimizer base does not declare it.
+        return cls(parameters, **options, fused=True)  # type: ignore[call-arg]
     except (RuntimeError, TypeError):  # no fused kernel for this optimizer or device
         return cls(parameters, **options)
 

@@ -15,6 +15,7 @@ deliberately overrides a name an installed plugin registers.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.util
 import inspect
 import sys
@@ -62,7 +63,7 @@ class Entry:
 
     @property
     def description(self) -> str:
-        return self.spec.description
+        return str(self.spec.description)
 
 
 @dataclass(frozen=True)
@@ -160,10 +161,12 @@ class Registry:
         raise UnknownNameError(f"unknown {kind} '{name}': {hint} (see 'genmod list'){note}")
 
     def model(self, name: str) -> ModelSpec:
-        return self.get("model", name).spec
+        spec: ModelSpec = self.get("model", name).spec
+        return spec
 
     def dataset(self, name: str) -> DatasetSpec:
-        return self.get("dataset", name).spec
+        spec: DatasetSpec = self.get("dataset", name).spec
+        return spec
 
     def check_explicit_plugins(self) -> None:
         """Raise for the first plugin the user asked for by file that failed to load."""
@@ -180,13 +183,14 @@ class Registry:
 
     def build_component(self, kind: str, ref: ComponentRef, context: ComponentContext) -> nn.Module:
         """Build the component ``ref`` names, refusing one that does not honour its interface."""
-        module = self._build(kind, ref, lambda spec, options: spec.build(options, context))
+        module: nn.Module = self._build(kind, ref, lambda spec, options: spec.build(options, context))
         self._origins[module] = self.get(kind, ref.name).plugin.name
         return module
 
     def build_logger(self, ref: ComponentRef) -> Logger:
         """Build the experiment tracker ``ref`` names (an entry of ``train.loggers``)."""
-        return self._build("logger", ref, lambda spec, options: spec.build(options))
+        logger: Logger = self._build("logger", ref, lambda spec, options: spec.build(options))
+        return logger
 
     def _build(self, kind: str, ref: ComponentRef, build: Callable[[Any, Any], Any]) -> Any:
         """``build(spec, options)`` for the registered ``ref``, with its options validated and
@@ -261,7 +265,7 @@ def _discover(files: Sequence[Path]) -> Iterator[tuple[PluginInfo, Callable[[], 
         yield info, ep.load
     for path in files:
         info = PluginInfo(name=str(path), version="file", explicit=True, key=f"file:{path}")
-        yield info, lambda p=Path(path): _load_file_plugin(p)
+        yield info, functools.partial(_load_file_plugin, Path(path))
 
 
 def _check_hooks(manager: pluggy.PluginManager, module: object) -> None:

@@ -16,7 +16,7 @@ import functools
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -35,7 +35,7 @@ _F = TypeVar("_F", bound=Callable[..., object])
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 matrices natively (and so faster than float32)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return bool(torch.cuda.is_bf16_supported())
     if device.type == "cpu":
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return False
@@ -86,7 +86,7 @@ def _leave_out_of_graphs() -> None:
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
-def _inductor_options(device: torch.device) -> dict[str, bool]:
+def _inductor_options(device: torch.device) -> dict[str, str | int | bool | Callable[..., Any]]:
     """Eager random numbers, so that a compiled run draws exactly the samples an eager one
     draws (same seed, same noise) and resume stays bit-exact. On the CPU, graphs are also
     called from generated C++ rather than Python: the same kernels, so the same numbers, and

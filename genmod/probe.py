@@ -8,6 +8,7 @@ the training loop.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +34,7 @@ class _Probe:
         if not ok:
             raise self.fail(part, role, problem)
 
-    def call(self, part: nn.Module, role: str, fn, *args):
+    def call(self, part: nn.Module, role: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:
             return fn(*args)
         except Exception as exc:  # noqa: BLE001 - any crash in plugin code is reported as such

@@ -39,7 +39,6 @@ from genmod.config import RunConfig
 from genmod.config_loader import resolve_run_config, validate_run_config
 from genmod.data import Data, as_float, load_data
 from genmod.errors import CheckpointError, ConfigError, GenmodError, PluginError, one_line
-from genmod.kinds import BY_NAME
 from genmod.loggers import Trackers
 from genmod.metrics import EpochRecord, SplitMetrics, write_metrics
 from genmod.model import GenerativeModel
@@ -161,12 +160,10 @@ def build_model(
     check_build_signature(entry)
     context = ModelContext(data_shape=tuple(data_shape), build_component=registry.build_component)
     model = entry.spec.build(config.model, context)
-    base = BY_NAME["model"].base
-    assert base is not None
-    if not isinstance(model, base):
+    if not isinstance(model, GenerativeModel):
         raise PluginError(
             f"plugin '{entry.plugin.name}': model '{entry.name}' built a "
-            f"{type(model).__name__}, not a genmod.{base.__name__}"
+            f"{type(model).__name__}, not a genmod.GenerativeModel"
         )
     if probe is not None:
         origin = lambda part: registry.origin(part) or entry.plugin.name  # noqa: E731

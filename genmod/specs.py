@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from genmod.config import ComponentRef, ModelConfig, VAEConfig
     from genmod.loggers import Logger
     from genmod.model import GenerativeModel
+    from genmod.streaming import StreamingImages
 
 ComponentKind = Literal["encoder", "decoder", "prior", "likelihood"]
 
@@ -91,7 +92,7 @@ class DatasetSpec:
     """
 
     name: str
-    build: Callable[[Path, str, bool], torch.Tensor]
+    build: Callable[[Path, str, bool], torch.Tensor | StreamingImages]
     expects: str = "the folder holding the dataset"
     description: str = ""
 

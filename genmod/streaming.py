@@ -151,7 +151,10 @@ def _check_shards(folder: Path) -> int:
 
 
 def _dataset(folder: Path, **options: Any) -> StreamingDataset:
-    return _streaming().StreamingDataset(local=str(folder), num_canonical_nodes=CANONICAL_NODES, **options)
+    dataset: StreamingDataset = _streaming().StreamingDataset(
+        local=str(folder), num_canonical_nodes=CANONICAL_NODES, **options
+    )
+    return dataset
 
 
 def _images(rows: list[dict[str, Any]]) -> torch.Tensor:

@@ -52,7 +52,9 @@ class UpdateRules:
 
 def unwrapped(model: torch.nn.Module) -> GenerativeModel:
     """The model itself, under a DistributedDataParallel wrapper if there is one."""
-    return getattr(model, "module", model)
+    inner = getattr(model, "module", model)
+    assert isinstance(inner, GenerativeModel)
+    return inner
 
 
 def _summed_terms(model: torch.nn.Module, x: Tensor, dtype: torch.dtype | None) -> tuple[Tensor, Tensor]:

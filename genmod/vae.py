@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, TransformedDistribution
@@ -21,7 +23,7 @@ class VAE(GenerativeModel):
     negative ELBO.
     """
 
-    terms = ("reconstruction", "kl")
+    terms: ClassVar[tuple[str, ...]] = ("reconstruction", "kl")
 
     def __init__(
         self,

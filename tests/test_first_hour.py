@@ -54,6 +54,12 @@ def test_tables_and_help_fit_80_columns_and_keep_names_whole(args):
     if args == ("list",):
         for name in ("continuous-bernoulli", "genmod-mlp-vae", "standard-normal", "fashion-mnist"):
             assert name in result.output
+        from importlib.metadata import version
+
+        assert f"genmod-zoo {version('genmod-zoo')}" in result.output  # the version, at 80 columns too
+    if args == ("info", "vampprior"):
+        conv = genmod("info", "conv", columns=200).output
+        assert "per entry of channels" in conv and "Two stride-2" not in conv  # as its option says
     if args == ("plugins",):
         assert "genmod-mlp-vae" in result.output
 
@@ -283,3 +289,31 @@ def test_ctrl_c_is_reported_not_called_an_error():
     result = CliRunner().invoke(app, [])
     assert result.exit_code == 130 and "error" not in result.output
     assert result.output.splitlines()[-1] == "  genmod run --resume r"
+
+
+def test_the_progress_bar_shows_no_loss_before_the_first_step():
+    from rich.console import Console
+
+    from genmod.progress import RunReporter
+
+    console = Console(record=True, force_terminal=True, width=100)
+    reporter = RunReporter(console)
+    reporter._progress.start()
+    reporter.epoch_started(1, 30, 600)
+    reporter._progress.refresh()
+    first = console.export_text()
+    reporter.step(1, 543.21)
+    reporter._progress.refresh()
+    reporter._progress.stop()
+    assert "loss -" in first and "nan" not in first
+    assert "loss 543.21" in console.export_text()
+
+
+def test_compiled_runs_print_no_cuda_warning_on_a_machine_without_a_gpu(tmp_path, data_dir):
+    done = subprocess.run(
+        [sys.executable, "-m", "genmod", "run", "mlp-vae", "--epochs", "1", "--device", "cpu",
+         "--set", "data.limit=200", "--set", "train.compile=true", "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "No CUDA runtime" not in done.stdout + done.stderr

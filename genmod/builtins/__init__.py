@@ -4,6 +4,9 @@ third-party plugin, so it can be listed, replaced or left out in the same way.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from genmod.builtins.datasets import DATASETS
 from genmod.builtins.likelihoods import BernoulliLikelihood
 from genmod.builtins.loggers import LOGGERS
@@ -13,7 +16,7 @@ from genmod.specs import ComponentSpec
 
 
 @hookimpl
-def register_priors(register):
+def register_priors(register: Callable[[Any], None]) -> None:
     register(
         ComponentSpec(
             name="standard-normal",
@@ -24,7 +27,7 @@ def register_priors(register):
 
 
 @hookimpl
-def register_likelihoods(register):
+def register_likelihoods(register: Callable[[Any], None]) -> None:
     register(
         ComponentSpec(
             name="bernoulli",
@@ -35,12 +38,12 @@ def register_likelihoods(register):
 
 
 @hookimpl
-def register_datasets(register):
+def register_datasets(register: Callable[[Any], None]) -> None:
     for spec in DATASETS:
         register(spec)
 
 
 @hookimpl
-def register_loggers(register):
+def register_loggers(register: Callable[[Any], None]) -> None:
     for spec in LOGGERS:
         register(spec)

@@ -58,7 +58,8 @@ def _load_idx(name: str, root: Path, split: str, download: bool) -> torch.Tensor
         if "not found" in str(exc):
             raise FileNotFoundError(str(exc)) from exc
         raise
-    return dataset.data.unsqueeze(1)
+    pixels: torch.Tensor = dataset.data
+    return pixels.unsqueeze(1)
 
 
 def _as_images(tensor: object, where: str) -> torch.Tensor:

@@ -12,6 +12,8 @@ class StandardNormalPrior(Prior):
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
         # Buffers, not constants, so that the prior follows the model across devices.
+        self.loc: torch.Tensor
+        self.scale: torch.Tensor
         self.register_buffer("loc", torch.zeros(latent_dim))
         self.register_buffer("scale", torch.ones(latent_dim))
 

@@ -12,6 +12,7 @@ inverts each step exactly in ``latent_dim`` passes.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,7 @@ FORGET_BIAS = 1.0
 class MaskedLinear(nn.Linear):
     def __init__(self, n_in: int, n_out: int, mask: Tensor) -> None:
         super().__init__(n_in, n_out)
+        self.mask: Tensor
         self.register_buffer("mask", mask)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -132,7 +134,8 @@ class IAFEncoder(Encoder):
         log_var = torch.clamp(self.log_var(features), *LOG_VAR_RANGE)
         base = diagonal_gaussian(self.mean(features), log_var)
         h = self.context(features)
-        return TransformedDistribution(base, [IAFStep(made, h) for made in self.steps], validate_args=False)
+        steps: list[Transform] = [IAFStep(cast(MADE, made), h) for made in self.steps]
+        return TransformedDistribution(base, steps, validate_args=False)
 
 
 def make_encoder(options: IAFOptions, context: ComponentContext) -> IAFEncoder:

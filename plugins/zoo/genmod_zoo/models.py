@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from genmod import VAE, Bound, ComponentRef, ModelContext, VAEConfig, log_mean_exp
+from genmod import VAE, Bound, ComponentRef, Encoder, ModelContext, VAEConfig, log_mean_exp
 
 
 class ComposedVAEConfig(VAEConfig):
@@ -50,6 +50,7 @@ class IWAE(VAE):
 
 def _parts(config: ComposedVAEConfig, context: ModelContext):
     encoder = context.component("encoder", config.encoder, config.latent_dim)
+    assert isinstance(encoder, Encoder)
     likelihood = context.likelihood(config)
     decoder = context.decoder(config.decoder, config.latent_dim, likelihood)
     return encoder, decoder, context.prior(config, encoder), likelihood
