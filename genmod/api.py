@@ -180,12 +180,12 @@ def load(
 
 def _load(
     run_dir: Path, checkpoint: str | None, device: str, plugins: Sequence[str | Path], trust_plugins: bool
-) -> tuple[Registry, RunConfig, GenerativeModel, int]:
+) -> tuple[Registry, RunConfig, GenerativeModel, int, str]:
     from genmod.runner import load_trained, select_device
 
     found = registry(plugin_files(run_dir, [Path(p) for p in plugins], trust_plugins=trust_plugins))
     try:
-        config, model, epoch = load_trained(run_dir, found, select_device(device), checkpoint)
+        config, model, epoch, run = load_trained(run_dir, found, select_device(device), checkpoint)
     except UnknownNameError as exc:
         if run_dir.suffix != EXPORTED_SUFFIX:
             raise
@@ -196,7 +196,7 @@ def _load(
             f"it was exported with the plugin {needs}: pip install it" if needs else "pass its --plugin FILE"
         )
         raise UnknownNameError(f"{exc}; {hint}") from None
-    return found, config, model, epoch
+    return found, config, model, epoch, run
 
 
 def export(

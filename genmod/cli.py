@@ -412,16 +412,17 @@ def _trained(
     needs: str | None = None,
     *,
     trust_plugins: bool = False,
-) -> tuple[Registry, RunConfig, GenerativeModel, int]:
-    """The registry, and a run's config, trained model and the epoch of its weights
-    (:func:`genmod.api.load` with the plugin files named on the command line).
+) -> tuple[Registry, RunConfig, GenerativeModel, int, str]:
+    """The registry, and a run's config, trained model, the epoch of its weights and the id of
+    the run that trained them (:func:`genmod.api.load` with the plugin files named on the
+    command line).
 
     ``needs`` names an optional method of the model the command uses: a model without it is
     refused in one line before any data is read.
     """
     from genmod.api import _load
 
-    registry, config, model, epoch = _load(
+    registry, config, model, epoch, run = _load(
         run_dir, checkpoint, device, _explicit_plugins(plugin), trust_plugins
     )
     if needs is not None and not model.can(needs):
@@ -429,7 +430,7 @@ def _trained(
             f"model '{config.model.name}' ({type(model).__name__}) does not implement {needs}(), "
             f"which this command needs"
         )
-    return registry, config, model, epoch
+    return registry, config, model, epoch, run
 
 
 def _data(registry: Registry, config: RunConfig, model: GenerativeModel, data_dir: Path | None) -> Data:
@@ -480,7 +481,7 @@ def eval_command(
         raise ConfigError(f"--split must be test, validation or train, not '{split}'")
     if precision not in get_args(Precision):
         raise ConfigError(f"--precision must be one of {', '.join(get_args(Precision))}, not '{precision}'")
-    registry, config, model, epoch = _trained(
+    registry, config, model, epoch, run = _trained(
         run_dir, plugin, device, checkpoint, "log_importance_weights", trust_plugins=trust_plugins
     )
     data = _data(registry, config, model, data_dir)
@@ -517,6 +518,7 @@ def eval_command(
     report = {
         "model": config.model.name,
         "epoch": epoch,
+        "run": run,
         "split": split,
         "seed": seed,
         **{key: None if key in non_finite else value for key, value in figures.items()},
@@ -595,7 +597,7 @@ def sample(
 
     from genmod import artifacts
 
-    _, _, model, _ = _trained(run_dir, plugin, device, checkpoint, trust_plugins=trust_plugins)
+    _, _, model, _, _ = _trained(run_dir, plugin, device, checkpoint, trust_plugins=trust_plugins)
     torch.manual_seed(seed)
     with torch.inference_mode():
         images = model.sample(n)
@@ -626,7 +628,7 @@ def reconstruct(
     from genmod import artifacts
     from genmod.data import as_float
 
-    registry, config, model, _ = _trained(
+    registry, config, model, _, _ = _trained(
         run_dir, plugin, device, checkpoint, "reconstruct", trust_plugins=trust_plugins
     )
     originals = as_float(_data(registry, config, model, data_dir).test[:n])
@@ -656,7 +658,7 @@ def manifold(
 
     from genmod import artifacts
 
-    _, config, model, _ = _trained(run_dir, plugin, device, checkpoint, trust_plugins=trust_plugins)
+    _, config, model, _, _ = _trained(run_dir, plugin, device, checkpoint, trust_plugins=trust_plugins)
     latent_dim = getattr(config.model, "latent_dim", None)
     decode = getattr(model, "decode", None)
     if latent_dim != 2 or not callable(decode):
@@ -722,7 +724,9 @@ def runs(
             summary.model,
             f"{summary.epochs_done}/{summary.epochs_planned}",
             "-" if summary.test_loss is None else f"{summary.test_loss:.2f}",
-            "-" if summary.nll is None else f"{summary.nll:.2f} k={summary.nll_k}",
+            "-"
+            if summary.nll is None
+            else f"{summary.nll:.2f} k={summary.nll_k}" + (" stale" if summary.stale_evaluation else ""),
             f"{summary.seconds:.0f} s",
         )
         for summary in summaries
@@ -846,9 +850,16 @@ def _run_origin(run_dir: Path) -> None:
         )
     evaluation = artifacts.read_eval(run_dir)
     if evaluation:
+        nll = evaluation.get("nll")
+        figure = "not finite" if nll is None else f"{nll:.2f} ± {evaluation['nll_se']:.2f} nats"
+        stale = (
+            f"; stale: of epoch {evaluation.get('epoch')}'s weights, these are epoch {summary.kept_epoch}'s"
+            if evaluation.get("epoch") != summary.kept_epoch
+            else ""
+        )
         lines.append(
-            f"  {evaluation['split']} IS-NLL {evaluation['nll']:.2f} ± {evaluation['nll_se']:.2f} nats "
-            f"(genmod eval: k={evaluation['k']}, {evaluation['images']:,} images)"
+            f"  {evaluation['split']} IS-NLL {figure} "
+            f"(genmod eval: k={evaluation['k']}, {evaluation['images']:,} images{stale})"
         )
     lines += _plugin_file_lines(run_dir)
     console.print("\n".join(lines), highlight=False, soft_wrap=True)

@@ -30,6 +30,18 @@ class RunSummary:
     best_epoch: int | None = None
     """With a validation set: the epoch with the best validation -ELBO (the weights in best.pt)."""
     best_validation: float | None = None
+    nll_epoch: int | None = None
+    """The epoch whose weights ``eval.json`` evaluated."""
+
+    @property
+    def kept_epoch(self) -> int:
+        """The epoch of the weights commands use: the best validation epoch, else the last."""
+        return self.best_epoch if self.best_epoch is not None else self.epochs_done
+
+    @property
+    def stale_evaluation(self) -> bool:
+        """``eval.json`` evaluated other weights than the ones the run keeps now."""
+        return self.nll is not None and self.nll_epoch != self.kept_epoch
 
 
 def summarize(run_dir: Path) -> RunSummary | None:
@@ -67,6 +79,7 @@ def summarize(run_dir: Path) -> RunSummary | None:
         seconds=sum(record.seconds for record in history),
         best_epoch=None if best is None else best.epoch,
         best_validation=None if best is None or best.validation is None else best.validation.loss,
+        nll_epoch=evaluation.get("epoch"),
     )
 
 

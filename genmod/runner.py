@@ -249,8 +249,9 @@ def check_fits(config: RunConfig, registry: Registry, data_shape: tuple[int, ...
 
 def load_trained(
     run_dir: Path, registry: Registry, device: torch.device, checkpoint: str | None = None
-) -> tuple[RunConfig, GenerativeModel, int]:
-    """The config, the model with trained weights (in eval mode), and the epoch they are from.
+) -> tuple[RunConfig, GenerativeModel, int, str]:
+    """The config, the model with trained weights (in eval mode), the epoch they are from and
+    the id of the run that trained them ("" for files of genmod before 0.3).
 
     ``checkpoint`` is ``best`` (the best validation epoch's weights), ``last``, or ``None``:
     the best where the run kept one (it had a validation set), else the last. A shipped model
@@ -267,7 +268,7 @@ def load_trained(
     check_weights(config, registry, tuple(state["data_shape"]), state["model"])
     model = build_model(config, registry, tuple(state["data_shape"]))
     load_weights(model, state["model"])
-    return config, model.to(device).eval(), int(state["epoch"])
+    return config, model.to(device).eval(), int(state["epoch"]), str(state.get("run", ""))
 
 
 def run_weights(run_dir: Path, model_name: str, checkpoint: str | None) -> dict[str, Any]:

@@ -254,3 +254,67 @@ def test_a_named_pipe_in_place_of_a_packed_index_is_not_waited_on(tmp_path):
         "run", "mlp-vae", "--set", "data.name=streaming", "--data-dir", folder, "--out", tmp_path / "r"
     )  # would block forever reading the pipe
     one_line(done, "not found in")
+
+
+def test_an_evaluation_names_its_run_and_is_marked_stale_once_the_weights_move_on(tmp_path, data_dir):
+    runs = tmp_path / "runs"
+    out = runs / "run"
+    assert small_run(out, "--epochs", 1).exit_code == 0
+    assert genmod("eval", out, "--k", 2, "--images", 5).exit_code == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert (
+        report["run"] == torch.load(out / "checkpoint.pt", weights_only=True)["run"] and report["epoch"] == 1
+    )
+    assert "stale" not in genmod("info", out).output
+    assert genmod("run", "--resume", out, "--epochs", 2).exit_code == 0
+    assert "stale: of epoch 1's weights, these are epoch 2's" in genmod("info", out).output
+    assert "stale" in genmod("runs", runs).output
+
+
+def test_images_with_no_pixels_are_refused_not_scored_zero(tmp_path):
+    path = tmp_path / "empty.pt"
+    torch.save({"train": torch.zeros(4, 1, 0, 0, dtype=torch.uint8), "test": torch.zeros(4, 1, 0, 0)}, path)
+    done = genmod(
+        "run", "mlp-vae", "--set", "data.name=tensor-file", "--data-dir", path, "--out", tmp_path / "r"
+    )
+    one_line(done, "empty.pt", "none of them 0")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the death signal is Linux's")
+def test_the_workers_of_nproc_die_with_their_launcher(tmp_path, data_dir):
+    import os
+    import signal
+    import time
+
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "genmod", "run", "mlp-vae", "--nproc", "2", "--epochs", "1000", "--device", "cpu",
+         "--set", "data.limit=2000", "--out", str(tmp_path / "r")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def workers() -> list[int]:
+        found = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in found.split()]
+
+    deadline = time.monotonic() + 60
+    while len(workers()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    started = workers()
+    assert len(started) == 2
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    deadline = time.monotonic() + 30
+    alive = started
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in started if os.path.exists(f"/proc/{pid}") and _running(pid)]
+    assert not alive, f"workers {alive} outlived their launcher"
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, awaiting its reaper, has finished)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
