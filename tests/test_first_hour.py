@@ -317,3 +317,11 @@ def test_compiled_runs_print_no_cuda_warning_on_a_machine_without_a_gpu(tmp_path
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "No CUDA runtime" not in done.stdout + done.stderr
+
+
+def test_a_failure_line_is_never_broken_inside_at_80_columns(tmp_path):
+    plugin = tmp_path / "a-plugin-file-with-a-rather-long-name-to-push-the-message-past-80.py"
+    plugin.write_text("raise ImportError('cannot import name flux_capacitor from a module far away')\n")
+    listed = genmod("list", "--plugin", plugin, columns=80)
+    (line,) = [line for line in listed.output.splitlines() if "failed to load" in line]
+    assert line.endswith("cannot import name flux_capacitor from a module far away")  # whole, one line
