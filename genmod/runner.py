@@ -215,22 +215,18 @@ def _skeleton(config: RunConfig, registry: Registry, data_shape: tuple[int, ...]
         return None
 
 
-def check_weights(
-    config: RunConfig, registry: Registry, data_shape: tuple[int, ...], weights: dict[str, torch.Tensor]
-) -> None:
-    """Compare stored weights with the model ``config`` builds, before building it for real,
-    so that a config (from a file someone sent) declaring huge layers is refused without
-    taking the memory it names."""
-    skeleton = _skeleton(config, registry, data_shape)
+def check_weights(skeleton: GenerativeModel | None, weights: dict[str, torch.Tensor]) -> None:
+    """Compare stored weights with the model's meta-device ``skeleton`` (:func:`_skeleton`),
+    before building it for real, so that a config (from a file someone sent) declaring huge
+    layers is refused without taking the memory it names."""
     if skeleton is not None:
         _check_state(skeleton.state_dict(), weights)
 
 
-def check_fits(config: RunConfig, registry: Registry, data_shape: tuple[int, ...]) -> None:
+def check_fits(skeleton: GenerativeModel | None, model: str, data_shape: tuple[int, ...]) -> None:
     """Refuse a model whose training state (weights, gradients, two optimizer moments) would
-    not fit in this machine's memory, before allocating any of it: 60 images of 2000x2000
-    pixels make an MLP of billions of weights."""
-    skeleton = _skeleton(config, registry, data_shape)
+    not fit in this machine's memory, before allocating any of it (its meta-device
+    ``skeleton``): 60 images of 2000x2000 pixels make an MLP of billions of weights."""
     if skeleton is None:
         return
     weights = sum(p.numel() * p.element_size() for p in skeleton.parameters())
@@ -241,7 +237,7 @@ def check_fits(config: RunConfig, registry: Registry, data_shape: tuple[int, ...
     if 4 * weights > memory:
         count = sum(p.numel() for p in skeleton.parameters())
         raise ConfigError(
-            f"model '{config.model.name}' for images of shape {tuple(data_shape)} has {count:,} weights: "
+            f"model '{model}' for images of shape {tuple(data_shape)} has {count:,} weights: "
             f"training them takes {4 * weights / 2**30:,.0f} GB, more than this machine's "
             f"{memory / 2**30:,.0f} GB; use smaller images or a smaller (e.g. convolutional) model"
         )
@@ -265,7 +261,7 @@ def load_trained(
         state: dict[str, Any] = read_exported(run_dir, config.model.name)
     else:
         state = run_weights(run_dir, config.model.name, checkpoint)
-    check_weights(config, registry, tuple(state["data_shape"]), state["model"])
+    check_weights(_skeleton(config, registry, tuple(state["data_shape"])), state["model"])
     model = build_model(config, registry, tuple(state["data_shape"]))
     load_weights(model, state["model"])
     return config, model.to(device).eval(), int(state["epoch"]), str(state.get("run", ""))
@@ -395,9 +391,10 @@ class Run:
             if resume
             else None
         )
+        skeleton = _skeleton(config, registry, shape)  # built once, on the meta device
         if saved is not None:
-            check_weights(config, registry, shape, saved["model"])
-        check_fits(config, registry, shape)
+            check_weights(skeleton, saved["model"])
+        check_fits(skeleton, config.model.name, shape)
         self.model = build_model(config, registry, shape, probe=as_float(self.data.train[:2]))
         self.dtype = autocast_dtype(train.precision, device)
         steps = steps_in_epoch(len(self.data.train), train.batch_size) * train.epochs
