@@ -20,9 +20,14 @@ _EXPORTS = {
     "registry": "genmod.api",
     "dataset": "genmod.api",
     "export": "genmod.api",
-    "Bound": "genmod.model",
+    "Bound": "genmod.bound",
     "GenerativeModel": "genmod.model",
     "TrainingProgress": "genmod.model",
+    "Step": "genmod.step",
+    "OptimizerFactory": "genmod.optim",
+    "Callback": "genmod.callbacks",
+    "WeightAveraging": "genmod.callbacks",
+    "TrainConfig": "genmod.config",
     "VAE": "genmod.vae",
     "ComponentContext": "genmod.specs",
     "ComponentSpec": "genmod.specs",
@@ -81,6 +86,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
     from genmod.api import dataset, evaluate, export, load, registry, train
+    from genmod.bound import Bound
+    from genmod.callbacks import Callback, WeightAveraging
     from genmod.components import (
         Decoder,
         Encoder,
@@ -88,7 +95,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
         Prior,
         diagonal_gaussian,
     )
-    from genmod.config import ComponentRef, ModelConfig, VAEConfig
+    from genmod.config import ComponentRef, ModelConfig, TrainConfig, VAEConfig
     from genmod.data import Data
     from genmod.elbo import ELBOTerms, kl_term, log_mean_exp
     from genmod.errors import (
@@ -104,10 +111,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
     from genmod.loggers import Logger, Opened, RunInfo
     from genmod.metrics import EpochRecord, SplitMetrics
     from genmod.model import (
-        Bound,
         GenerativeModel,
         TrainingProgress,
     )
+    from genmod.optim import OptimizerFactory
     from genmod.plugins import Registry
     from genmod.runner import Run
     from genmod.specs import (
@@ -119,4 +126,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
         ModelSpec,
         NoOptions,
     )
+    from genmod.step import Step
     from genmod.vae import VAE

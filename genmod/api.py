@@ -270,27 +270,41 @@ def evaluate(
     plugins: Sequence[str | Path] = (),
     trust_plugins: bool = False,
     data_dir: str | Path | None = None,
+    output: str | Path | None = None,
 ) -> NLLResult:
-    """The importance-sampled NLL and -ELBO per image (``genmod eval``).
+    """The likelihood as the model offers it (``genmod eval``): an importance-sampled NLL with
+    ``k`` samples per image and the -ELBO, an exact NLL, or the model's evaluation bound;
+    :attr:`NLLResult.quantity` says which.
 
-    Pass a run folder (its test set is used) or a model with ``images``. ``limit`` evaluates
+    Pass a run folder (its test set is used, and the report is written to its ``eval.json``
+    as ``genmod eval`` does, or to ``output``; not with ``images`` of your own) or a model
+    with ``images``. ``limit`` evaluates
     the first images only; ``precision`` and ``compile`` are as in ``genmod eval``; ``plugins``
     and ``trust_plugins`` as in :func:`load`; ``data_dir`` reads the run's dataset from another
     folder (``genmod eval --data-dir``).
     """
-    from genmod.evaluation import importance_sampled_nll
+    from genmod import artifacts
+    from genmod.evaluation import evaluable, evaluate_likelihood, no_likelihood
 
+    if not 1 <= k <= MAX_K:
+        raise ConfigError(f"k = {k} is out of range: use 1 to {MAX_K:,} importance samples per image")
+    report_to = None
     if isinstance(model_or_run, (str, Path)):
-        model = load(model_or_run, plugins=plugins, trust_plugins=trust_plugins)
+        run_dir = Path(model_or_run)
+        _, config, model, epoch, run = _load(run_dir, None, "cpu", plugins, trust_plugins)
         if images is None:
-            images = dataset(model_or_run, root=data_dir, plugins=plugins, trust_plugins=trust_plugins).test
+            images = dataset(run_dir, root=data_dir, plugins=plugins, trust_plugins=trust_plugins).test
+            report_to = run_dir
     else:
         model = model_or_run
         if images is None:
             raise ConfigError("evaluate(model, ...) needs images=; or pass a run folder")
-    if not 1 <= k <= MAX_K:
-        raise ConfigError(f"k = {k} is out of range: use 1 to {MAX_K:,} importance samples per image")
-    if not model.can("log_importance_weights"):
-        raise ConfigError(f"{type(model).__name__} does not implement log_importance_weights()")
+    if not evaluable(model):
+        raise ConfigError(no_likelihood(model))
     torch.manual_seed(seed)
-    return importance_sampled_nll(model, images[:limit], k, precision=precision, compile=compile)
+    result = evaluate_likelihood(model, images[:limit], k, precision=precision, compile=compile)
+    if report_to is not None:
+        report = artifacts.evaluation_report(result, config.model.name, epoch, run, "test", seed)
+        path = Path(output) if output is not None else artifacts.evaluation_path(report_to, report)[0]
+        artifacts.write_evaluation(report, path)
+    return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,10 @@ import yaml
 from matplotlib.figure import Figure
 from torchvision.utils import save_image
 
+from genmod.errors import GenmodError
+
 if TYPE_CHECKING:
+    from genmod.evaluation import NLLResult
     from genmod.metrics import EpochRecord
 
 CONFIG = "config.yaml"
@@ -58,6 +62,60 @@ def read_eval(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def evaluation_report(
+    result: NLLResult, model: str, epoch: int, run: str, split: str, seed: int
+) -> dict[str, Any]:
+    """The contents of ``eval.json``: the figures and what they were computed from. JSON has
+    no NaN: a non-finite figure is null, and named, so no reader takes it for a number."""
+    figures = result.to_dict()
+    non_finite = [
+        key for key, value in figures.items() if isinstance(value, float) and not math.isfinite(value)
+    ]
+    return {
+        "model": model,
+        "epoch": epoch,
+        "run": run,
+        "split": split,
+        "seed": seed,
+        **{key: None if key in non_finite else value for key, value in figures.items()},
+        **({"non_finite": non_finite} if non_finite else {}),
+    }
+
+
+def evaluation_path(run: Path, report: dict[str, Any]) -> tuple[Path, str | None]:
+    """``eval.json`` beside ``run``, unless it holds an evaluation of another quantity, k,
+    image count or split: that one is kept, and this one goes beside it as
+    ``eval-SPLIT-kK-N.json``; the second value then says so."""
+    path = beside(run, EVAL)
+    try:
+        earlier = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        earlier = {}
+    same = ("quantity", "k", "images", "split")
+    if (
+        not isinstance(earlier, dict)
+        or not earlier
+        or all(earlier.get(f, "IS-NLL") == report[f] for f in same)
+    ):
+        return path, None
+    k = f"-k{report['k']}" if report["k"] is not None else ""
+    keyed = beside(run, f"eval-{report['split']}{k}-{report['images']}.json")
+    return keyed, (
+        f"{path} holds another evaluation (k={earlier.get('k')}, {earlier.get('images')} images, "
+        f"{earlier.get('split')}), kept; this one goes to {keyed}"
+    )
+
+
+def write_evaluation(report: dict[str, Any], path: Path) -> None:
+    """Write ``report``; a failure says that the figures were not saved and how to save them."""
+    try:
+        path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    except OSError as exc:
+        raise GenmodError(
+            f"could not save {path} ({exc.strerror}): save the figures elsewhere with --output FILE"
+        ) from None
+
+
 def write_config(config: dict[str, Any], path: Path) -> None:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -90,15 +148,28 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def plot_losses(history: Sequence[EpochRecord], path: Path) -> None:
-    """Train vs test negative ELBO per epoch, as in the seed notebook."""
+    """Train vs test bound per epoch, as in the seed notebook, named as the model names it;
+    for a model without a bound, each of its named terms on the training set."""
     figure = Figure(figsize=(6, 4), dpi=100)
     axes = figure.subplots()
-    epochs = [record.epoch for record in history]
-    axes.plot(epochs, [record.train.loss for record in history], marker="o", label="train")
-    axes.plot(epochs, [record.test.loss for record in history], marker="o", label="test")
+    quantity = history[-1].quantity
+    if quantity is not None:
+        for split in ("train", "test"):
+            points = [
+                (r.epoch, m.loss)
+                for r in history
+                if (m := getattr(r, split)) is not None and m.loss is not None
+            ]
+            axes.plot([e for e, _ in points], [v for _, v in points], marker="o", label=split)
+        axes.set_ylabel(f"{quantity} (nats per image)")
+        axes.set_title("Training and test loss")
+    else:
+        for term in history[-1].train.terms:
+            values = [r.train.terms.get(term, math.nan) for r in history]
+            axes.plot([r.epoch for r in history], values, marker="o", label=f"train {term}")
+        axes.set_ylabel("per image")
+        axes.set_title("Training losses")
     axes.set_xlabel("epoch")
-    axes.set_ylabel("negative ELBO (nats per image)")
-    axes.set_title("Training and test loss")
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()

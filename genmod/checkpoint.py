@@ -70,9 +70,20 @@ class CheckpointState(TypedDict):
     position: Position | None
     """Progress into the next epoch, when the run stopped mid-epoch."""
     data_shape: list[int]
+    data_levels: NotRequired[int | None]
+    """The values each pixel took in training (2, 256, or None for continuous images): the
+    model is rebuilt with them (absent before genmod 0.3)."""
     model: dict[str, torch.Tensor]
+    evaluated: NotRequired[dict[str, torch.Tensor]]
+    """The weights evaluation and sampling use where they differ from ``model``'s: the average
+    of ``train.ema_decay``."""
     optimizer: dict[str, Any]
+    """Every optimizer's state, by the name the model gave it (one optimizer's state itself
+    before genmod 0.3)."""
     schedule: dict[str, Any]
+    """Every optimizer's learning-rate schedule, by the same names."""
+    callbacks: NotRequired[dict[str, dict[str, Any]]]
+    """Every callback's state, by name (absent before genmod 0.3)."""
     scaler: NotRequired[dict[str, Any]]
     """float16's loss scale and its growth counter (``{}`` for other precisions; absent
     before genmod 0.3)."""
@@ -127,13 +138,15 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
 
 
 def save_best(path: Path, state: CheckpointState) -> None:
-    """The model weights of ``state`` alone (no optimizer or RNG states), written atomically:
-    with the run's ``config.yaml`` it is all a shipped model needs."""
+    """The weights of ``state`` that evaluation uses (the average, with ``train.ema_decay``)
+    alone, without optimizer or RNG states, written atomically: with the run's ``config.yaml``
+    it is all a shipped model needs."""
     weights = {
         "model_name": state["model_name"],
         "epoch": state["epoch"],
         "data_shape": state["data_shape"],
-        "model": state["model"],
+        "data_levels": state.get("data_levels"),
+        "model": state.get("evaluated", state["model"]),
         "run": state.get("run", ""),
     }
     _atomic_save(path, {"format": WEIGHTS_FORMAT, **weights})
@@ -256,6 +269,7 @@ def export_safetensors(
         "epoch": str(weights["epoch"]),
         "run": str(weights.get("run", "")),
         "data_shape": json.dumps(list(weights["data_shape"])),
+        "data_levels": json.dumps(weights.get("data_levels")),
         "config": json.dumps(config),
         "requires": json.dumps(requires),
     }
@@ -333,6 +347,9 @@ def read_exported(path: Path, model_name: str) -> dict[str, Any]:
             raise ValueError(f"data_shape {str(data_shape)[:40]} is not a list of image sizes")
         if epoch < 0:
             raise ValueError(f"epoch {epoch} is negative")
+        levels = json.loads(metadata.get("data_levels", "null"))
+        if not (levels is None or isinstance(levels, int) and 1 < levels <= 2**16):
+            raise ValueError(f"data_levels {str(levels)[:20]} is not a number of pixel values")
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{path} has damaged metadata ({one_line(exc, 120)})") from None
     content = path.read_bytes()
@@ -350,6 +367,7 @@ def read_exported(path: Path, model_name: str) -> dict[str, Any]:
         "model_name": model_name,
         "epoch": epoch,
         "data_shape": data_shape,
+        "data_levels": levels,
         "model": weights,
         "run": metadata.get("run", ""),
     }

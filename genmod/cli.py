@@ -41,8 +41,10 @@ if TYPE_CHECKING:
 
     from genmod.config import RunConfig
     from genmod.data import Data
+    from genmod.evaluation import NLLResult
     from genmod.model import GenerativeModel
     from genmod.plugins import Registry
+    from genmod.run_index import RunSummary
 
 PLUGINS_ENV = "GENMOD_PLUGINS"
 
@@ -469,21 +471,24 @@ def eval_command(
     plugin: PluginOption = None,
     trust_plugins: TrustOption = False,
 ) -> None:
-    """Importance-sampled NLL and -ELBO of a trained run.
+    """The likelihood of a trained run: importance-sampled, exact or a bound, as the model offers.
 
-    Prints them, then writes RUN_DIR/eval.json (or --output)."""
+    Prints it, then writes RUN_DIR/eval.json (or --output)."""
     import torch
 
+    from genmod import artifacts
     from genmod.data import binarize_once
-    from genmod.evaluation import importance_sampled_nll
+    from genmod.evaluation import evaluable, evaluate_likelihood, no_likelihood
 
     if split not in ("test", "validation", "train"):
         raise ConfigError(f"--split must be test, validation or train, not '{split}'")
     if precision not in get_args(Precision):
         raise ConfigError(f"--precision must be one of {', '.join(get_args(Precision))}, not '{precision}'")
     registry, config, model, epoch, run = _trained(
-        run_dir, plugin, device, checkpoint, "log_importance_weights", trust_plugins=trust_plugins
+        run_dir, plugin, device, checkpoint, trust_plugins=trust_plugins
     )
+    if not evaluable(model):
+        raise ConfigError(f"model '{config.model.name}': {no_likelihood(model)}")
     data = _data(registry, config, model, data_dir)
     if split == "validation" and data.validation is None:
         raise ConfigError(f"{run_dir} was trained without data.validation: use --split test or train")
@@ -501,8 +506,9 @@ def eval_command(
         chosen = binarize_once(chosen)
     torch.manual_seed(seed)
     chosen = chosen[:images]
-    with _progress_bar(f"k={k}", len(chosen), "images") as advance:
-        result = importance_sampled_nll(
+    sampled = model.can("log_importance_weights")
+    with _progress_bar(f"k={k}" if sampled else "evaluating", len(chosen), "images") as advance:
+        result = evaluate_likelihood(
             model,
             chosen,
             k,
@@ -510,70 +516,40 @@ def eval_command(
             precision=precision,  # type: ignore[arg-type]  # checked above
             compile="auto" if compile is None else compile,
         )
-    figures = result.to_dict()
-    # JSON has no NaN: a non-finite figure is null, and named, so no reader takes it for a number.
-    non_finite = [
-        key for key, value in figures.items() if isinstance(value, float) and not math.isfinite(value)
-    ]
-    report = {
-        "model": config.model.name,
-        "epoch": epoch,
-        "run": run,
-        "split": split,
-        "seed": seed,
-        **{key: None if key in non_finite else value for key, value in figures.items()},
-        **({"non_finite": non_finite} if non_finite else {}),
-    }
+    report = artifacts.evaluation_report(result, config.model.name, epoch, run, split, seed)
     table = Table(title=f"{config.model.name} after {epoch} epochs, {split} set ({result.images} images)")
     table.add_column("per image (nats)")
     table.add_column("value", justify="right")
-    table.add_row(f"IS negative log-likelihood (k={k})", f"{result.nll:.2f} ± {result.nll_se:.2f}")
-    table.add_row("negative ELBO", f"{result.negative_elbo:.2f} ± {result.negative_elbo_se:.2f}")
+    table.add_row(result.label, f"{result.nll:.2f} ± {result.nll_se:.2f}")
+    if result.negative_elbo is not None and result.negative_elbo_se is not None:
+        table.add_row("-ELBO", f"{result.negative_elbo:.2f} ± {result.negative_elbo_se:.2f}")
     if result.bits_per_dim is not None:
-        table.add_row("IS negative log-likelihood, bits/dim", f"{result.bits_per_dim:.3f}")
+        table.add_row(f"{result.quantity}, bits/dim", f"{result.bits_per_dim:.3f}")
     table.add_row(
         "seconds", f"{result.seconds:.1f} ({result.precision}{', compiled' if result.compiled else ''})"
     )
     console.print(table)
-    console.print(
-        "IS-NLL estimates -log p(x), tighter as k grows;\n"
-        f"the -ELBO is the mean over the same {k} samples per image.",
-        highlight=False,
-        soft_wrap=True,
-    )
+    console.print(_evaluation_note(result), highlight=False, soft_wrap=True)
     # Printed first: a folder that cannot be written loses no result of a long evaluation.
-    path = output or _evaluation_path(run_dir, report)
-    try:
-        path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    except OSError as exc:
-        raise GenmodError(
-            f"could not save {path} ({exc.strerror}): the figures are above; save them elsewhere "
-            "with --output FILE"
-        ) from None
+    path, note = (output, None) if output else artifacts.evaluation_path(run_dir, report)
+    if note:
+        console.print(note, highlight=False, soft_wrap=True)
+    artifacts.write_evaluation(report, path)
     console.print(f"saved {path}", highlight=False, soft_wrap=True)
 
 
-def _evaluation_path(run_dir: Path, report: dict[str, Any]) -> Path:
-    """``eval.json``, unless it holds an evaluation with another k, image count or split: that
-    one is kept, and this one goes beside it as ``eval-SPLIT-kK-N.json``."""
-    from genmod import artifacts
+def _evaluation_note(result: NLLResult) -> str:
+    """What the figures of ``genmod eval`` are."""
+    from genmod.evaluation import EXACT_NLL, IS_NLL
 
-    path = artifacts.beside(run_dir, artifacts.EVAL)
-    try:
-        earlier = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        earlier = {}
-    same = ("k", "images", "split")
-    if not isinstance(earlier, dict) or not earlier or all(earlier.get(f) == report[f] for f in same):
-        return path
-    keyed = artifacts.beside(run_dir, f"eval-{report['split']}-k{report['k']}-{report['images']}.json")
-    console.print(
-        f"{path} holds another evaluation (k={earlier.get('k')}, {earlier.get('images')} images, "
-        f"{earlier.get('split')}), kept; this one goes to {keyed}",
-        highlight=False,
-        soft_wrap=True,
-    )
-    return keyed
+    if result.quantity == IS_NLL:
+        return (
+            "IS-NLL estimates -log p(x), tighter as k grows;\n"
+            f"the -ELBO is the mean over the same {result.k} samples per image."
+        )
+    if result.quantity == EXACT_NLL:
+        return "the exact -log p(x) the model computes, averaged over the images."
+    return f"{result.quantity}: the model's upper bound on -log p(x), averaged over the images."
 
 
 @app.command()
@@ -711,8 +687,8 @@ def runs(
 ) -> None:
     """A table of past runs.
 
-    Model, epochs, the test -ELBO of the kept weights (best validation epoch, else last),
-    IS-NLL if evaluated, training time."""
+    Model, epochs, the test bound of the kept weights (best monitored epoch, else last) named
+    as the model names it, the evaluated NLL with its epoch and images, training time."""
     from genmod.run_index import list_runs
 
     if not directory.is_dir():
@@ -723,19 +699,27 @@ def runs(
             summary.path.name,
             summary.model,
             f"{summary.epochs_done}/{summary.epochs_planned}",
-            "-" if summary.test_loss is None else f"{summary.test_loss:.2f}",
-            "-"
-            if summary.nll is None
-            else f"{summary.nll:.2f} k={summary.nll_k}" + (" stale" if summary.stale_evaluation else ""),
+            "-" if summary.test_loss is None else f"{summary.test_loss:.2f} {summary.quantity}",
+            _evaluated(summary),
             f"{summary.seconds:.0f} s",
         )
         for summary in summaries
     ]
-    columns = ("run", "model", "epochs", "test -ELBO", "IS-NLL", "time")
+    columns = ("run", "model", "epochs", "test bound", "evaluated", "time")
     table = _table(f"runs in {directory} (nats per image)", *columns, fixed=columns)
     console.print(_fit(table, rows))
     for line in damaged:
         console.print(f"[yellow]unreadable:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
+def _evaluated(summary: RunSummary) -> str:
+    """``eval.json``'s figure, what it is, and the weights and images it came from."""
+    if summary.nll is None:
+        return "-"
+    what = f"IS k={summary.nll_k}" if summary.nll_quantity == "IS-NLL" else summary.nll_quantity
+    images = "" if summary.nll_images is None else f", {summary.nll_images} img"
+    stale = " stale" if summary.stale_evaluation else ""
+    return f"{summary.nll:.2f} {what} (ep {summary.nll_epoch}{images}){stale}"
 
 
 _TYPE_WORDS = {int: "integer", float: "number", str: "text", bool: "true or false", Path: "path"}
@@ -846,7 +830,7 @@ def _run_origin(run_dir: Path) -> None:
     ]
     if summary.best_epoch is not None:
         lines.append(
-            f"  weights: epoch {summary.best_epoch}, the best validation -ELBO ({summary.best_validation:.2f})"
+            f"  weights: epoch {summary.best_epoch}, the best {summary.monitor} ({summary.best_validation:.2f})"
         )
     evaluation = artifacts.read_eval(run_dir)
     if evaluation:
@@ -857,9 +841,10 @@ def _run_origin(run_dir: Path) -> None:
             if evaluation.get("epoch") != summary.kept_epoch
             else ""
         )
+        sampled = f"k={evaluation['k']}, " if evaluation.get("k") is not None else ""
         lines.append(
-            f"  {evaluation['split']} IS-NLL {figure} "
-            f"(genmod eval: k={evaluation['k']}, {evaluation['images']:,} images{stale})"
+            f"  {evaluation['split']} {summary.nll_quantity} {figure} "
+            f"(genmod eval: {sampled}{evaluation['images']:,} images{stale})"
         )
     lines += _plugin_file_lines(run_dir)
     console.print("\n".join(lines), highlight=False, soft_wrap=True)

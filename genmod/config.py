@@ -97,6 +97,12 @@ class DataConfig(_Strict):
         "folder the dataset is downloaded into.",
     )
     limit: int | None = Field(None, ge=1, description="Train on the first N images only.")
+    test_limit: int | None = Field(
+        None,
+        ge=1,
+        description="Evaluate each epoch on the first N test images only (genmod eval always "
+        "uses them all): for models whose evaluation is costly.",
+    )
     validation: NonNegativeInt = Field(
         0,
         description="Hold out this many training images (a fixed random choice, the same in every "
@@ -137,7 +143,7 @@ class TrainConfig(_Strict):
         description="Learning-rate schedule, stepped once per epoch: step (x lr_gamma every "
         "lr_step_size epochs; implied by lr_step_size alone), exponential (x lr_gamma every epoch), "
         "cosine (to lr_min at the last epoch), plateau (x lr_gamma after more than lr_patience "
-        "epochs without a better validation -ELBO; needs data.validation).",
+        "evaluations without a better train.monitor; needs it reported).",
     )
     lr_step_size: int | None = Field(
         None, ge=1, description="Multiply the learning rate by lr_gamma every this many epochs."
@@ -164,7 +170,28 @@ class TrainConfig(_Strict):
     early_stopping: int | None = Field(
         None,
         ge=1,
-        description="Stop when the validation -ELBO has not improved for this many epochs (needs data.validation).",
+        description="Stop when train.monitor has not improved for this many evaluations.",
+    )
+    monitor: str = Field(
+        "validation/loss",
+        description="The metric early stopping, the plateau schedule and best.pt follow, as the "
+        "trackers name it (validation/loss: the model's bound on the validation set; "
+        "validation/TERM, train/loss, ...); never a test metric. Without data.validation a "
+        "validation metric is not reported, and nothing is followed.",
+    )
+    monitor_mode: Literal["min", "max"] = Field("min", description="Whether lower or higher is better.")
+    eval_every: int = Field(
+        1,
+        ge=1,
+        description="Evaluate the validation and test sets every this many epochs (and after the "
+        "last): for models whose evaluation is costly.",
+    )
+    ema_decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Keep an exponential moving average of the weights with this decay (e.g. "
+        "0.999), updated after every step; evaluation, samples and best.pt use it.",
     )
     checkpoint_every: int | None = Field(
         None,
@@ -231,13 +258,18 @@ class RunConfig(_Strict):
             object.__setattr__(train, "schedule", "step")
         if train.schedule == "step" and train.lr_step_size is None:
             raise ValueError("train.schedule step needs train.lr_step_size")
-        needs_validation = {
+        if train.monitor.startswith("test/"):
+            raise ValueError(
+                f"train.monitor {train.monitor}: the test set never chooses anything; monitor a "
+                "validation metric (and set data.validation)"
+            )
+        needs_monitor = {
             "early stopping": train.early_stopping,
             "the plateau schedule": train.schedule == "plateau",
         }
-        for what, used in needs_validation.items():
-            if used and not self.data.validation:
-                raise ValueError(f"{what} watches the validation -ELBO: set data.validation (e.g. 10000)")
+        for what, used in needs_monitor.items():
+            if used and train.monitor.startswith("validation/") and not self.data.validation:
+                raise ValueError(f"{what} watches {train.monitor}: set data.validation (e.g. 10000)")
         return self
 
     def to_dict(self) -> dict[str, Any]:

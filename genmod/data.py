@@ -48,6 +48,9 @@ class Data:
     """``data.validation`` images held out of the training set."""
     dynamic_binarization: bool = False
     """Whether each training batch must be binarized afresh (``data.binarize: dynamic``)."""
+    levels: int | None = None
+    """The values each pixel takes as training feeds it: 2 when binarized, 256 for 8-bit
+    images, ``None`` for continuous ones (what :class:`~genmod.ModelContext` tells a model)."""
 
     def as_float(self) -> Data:
         """The same splits as float in [0, 1] (for notebooks: four times the memory)."""
@@ -104,7 +107,12 @@ def _streamed(train: StreamingImages, test: torch.Tensor, config: DataConfig, de
             )
     if config.binarize == "dynamic":
         test = binarize_once(test)
-    return Data(train, test.to(device), dynamic_binarization=config.binarize == "dynamic")
+    return Data(
+        train,
+        test.to(device),
+        dynamic_binarization=config.binarize == "dynamic",
+        levels=2 if config.binarize != "none" else 256 if test.dtype == torch.uint8 else None,
+    )
 
 
 def load_data(spec: DatasetSpec, config: DataConfig, device: torch.device) -> Data:
@@ -161,4 +169,5 @@ def load_data(spec: DatasetSpec, config: DataConfig, device: torch.device) -> Da
         test.to(device),
         validation=None if validation is None else validation.to(device),
         dynamic_binarization=config.binarize == "dynamic",
+        levels=2 if config.binarize != "none" else 256 if train.dtype == torch.uint8 else None,
     )

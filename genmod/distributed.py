@@ -81,6 +81,22 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def average_gradients(parameters: list[torch.nn.Parameter]) -> None:
+    """Average ``parameters``' gradients over the processes, in place (what
+    DistributedDataParallel does for the automatic loop, for a model that owns its step)."""
+    if not dist.is_initialized():
+        return
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if grads:
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat /= dist.get_world_size()
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+
 def broadcast(value: Any) -> Any:
     """Rank 0's ``value`` on every rank."""
     if not dist.is_initialized():

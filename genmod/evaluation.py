@@ -1,4 +1,9 @@
-"""Importance-sampled log-likelihood of a trained model over a whole dataset."""
+"""The likelihood of a trained model over a whole dataset, as the model offers it.
+
+:func:`evaluate_likelihood` names what it computed: an importance-sampled NLL (a model with
+``log_importance_weights``), an exact one (``log_likelihood``), or the model's own evaluation
+bound (``evaluation_bound``); a model with none of them has no likelihood to report.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from torch import Tensor
 from genmod.config import Compile, Precision
 from genmod.data import as_float
 from genmod.elbo import log_mean_exp
+from genmod.errors import ConfigError
 from genmod.metrics import bits_per_dim
 from genmod.model import GenerativeModel
 from genmod.precision import (
@@ -28,6 +34,11 @@ from genmod.precision import (
 # Latents decoded at once: bounds the evaluator's working memory (about 0.3 GB for the
 # reference MLP) whatever k and the number of images.
 MAX_ROWS = 32_768
+# Images per batch of an exact likelihood or a bound (divided by the model's evaluation_cost).
+BATCH_IMAGES = 1000
+
+IS_NLL = "IS-NLL"
+EXACT_NLL = "exact NLL"
 
 
 def _find_malloc_trim() -> Callable[[int], int] | None:
@@ -52,17 +63,28 @@ class NLLResult:
     """Per-image means over the evaluated images, in nats, with standard errors over images."""
 
     images: int
-    k: int
+    k: int | None
+    """Importance samples per image (IS-NLL only)."""
     nll: float
+    """The figure :attr:`quantity` names: an estimate of, or an upper bound on, -log p(x)."""
     nll_se: float
-    negative_elbo: float
-    negative_elbo_se: float
+    negative_elbo: float | None
+    """The -ELBO from the same importance samples (IS-NLL only)."""
+    negative_elbo_se: float | None
     seconds: float
     precision: str = "fp32"
     """The arithmetic of the layers: fp32 or bf16 (the sums are float32 in both)."""
     compiled: bool = False
     bits_per_dim: float | None = None
-    """The IS-NLL in bits per dimension, for models of discrete 8-bit images."""
+    """:attr:`nll` in bits per dimension, for models of discrete 8-bit images."""
+    quantity: str = IS_NLL
+    """What :attr:`nll` is: ``IS-NLL`` (importance-sampled with :attr:`k`), ``exact NLL``, or
+    the name of the model's evaluation bound (its :attr:`~genmod.GenerativeModel.bound`)."""
+
+    @property
+    def label(self) -> str:
+        """:attr:`quantity` as reports print it: ``IS-NLL (k=5000)``, ``exact NLL``, ..."""
+        return f"{self.quantity} (k={self.k})" if self.k is not None else self.quantity
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -119,4 +141,81 @@ def importance_sampled_nll(
     bits = None if model.levels is None else bits_per_dim(nll, math.prod(images.shape[1:]))
     return NLLResult(
         len(images), k, nll, nll_se, neg_elbo, neg_elbo_se, seconds, precision_name(dtype), use_compile, bits
+    )
+
+
+def evaluable(model: GenerativeModel) -> bool:
+    """Whether the model offers a likelihood or a bound for :func:`evaluate_likelihood`."""
+    return any(model.can(m) for m in ("log_importance_weights", "log_likelihood", "evaluation_bound"))
+
+
+def evaluate_likelihood(
+    model: GenerativeModel,
+    images: Tensor,
+    k: int,
+    on_progress: Callable[[int], None] = lambda images_done: None,
+    *,
+    precision: Precision = "auto",
+    compile: Compile = "auto",
+) -> NLLResult:
+    """What the model offers over ``images``, in this order: the importance-sampled NLL with
+    ``k`` samples (:func:`importance_sampled_nll`), the exact NLL (``log_likelihood``), or its
+    evaluation bound (``evaluation_bound``, named by the model's ``bound``). ``k`` is used by
+    the first only. A model with none of them is refused in one line."""
+    if model.can("log_importance_weights"):
+        return importance_sampled_nll(
+            model,
+            images,
+            k,
+            MAX_ROWS // model.evaluation_cost,
+            on_progress,
+            precision=precision,
+            compile=compile,
+        )
+    if not evaluable(model):
+        raise ConfigError(no_likelihood(model))
+    exact = model.can("log_likelihood")
+    model.eval()
+    started = time.perf_counter()
+    dtype = autocast_dtype(precision, images.device)
+    batch = max(1, BATCH_IMAGES // model.evaluation_cost)
+    nlls, done = [], 0
+    with torch.inference_mode():
+        for x in images.split(batch):
+            with autocast(dtype, images.device):
+                nll = -model.log_likelihood(as_float(x)) if exact else _bound_value(model, as_float(x))
+            nlls.append(nll.float())
+            done += len(x)
+            on_progress(done)
+    nll_mean, nll_se = _mean_and_se(torch.cat(nlls))
+    bits = None if model.levels is None else bits_per_dim(nll_mean, math.prod(images.shape[1:]))
+    return NLLResult(
+        images=len(images),
+        k=None,
+        nll=nll_mean,
+        nll_se=nll_se,
+        negative_elbo=None,
+        negative_elbo_se=None,
+        seconds=time.perf_counter() - started,
+        precision=precision_name(dtype),
+        bits_per_dim=bits,
+        quantity=EXACT_NLL if exact else model.bound or "bound",
+    )
+
+
+def _bound_value(model: GenerativeModel, x: Tensor) -> Tensor:
+    value = model.evaluation_bound(x).value
+    if value is None:
+        raise ConfigError(
+            f"{type(model).__name__}.evaluation_bound returned no value: it must return a bound"
+        )
+    return value
+
+
+def no_likelihood(model: GenerativeModel) -> str:
+    """The one line that says a model has nothing for ``genmod eval`` to compute."""
+    return (
+        f"{type(model).__name__} has no likelihood or bound to evaluate (it implements none of "
+        "log_importance_weights, log_likelihood, evaluation_bound): judge it by its samples "
+        "(genmod sample)"
     )

@@ -36,7 +36,7 @@ def register_models(register: Callable[[ModelSpec], None]) -> None:
     """Register models.
 
     :param register: call ``register(ModelSpec(...))`` once per model; its ``build`` returns a
-        :class:`genmod.VAE`.
+        :class:`genmod.GenerativeModel` (of any family).
     """
 
 

@@ -20,17 +20,19 @@ class SplitMetrics(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    loss: float
-    """The model's bound on -log p(x): the negative ELBO for a VAE (unweighted, whatever the
-    training objective)."""
+    loss: float | None
+    """The model's bound on -log p(x), which :attr:`EpochRecord.quantity` names: the negative
+    ELBO for a VAE (unweighted, whatever the training objective); ``None`` for a model without
+    one (a GAN)."""
     terms: dict[str, float]
     """Its named parts (the model's ``terms``), e.g. ``reconstruction`` and ``kl``."""
 
     @classmethod
-    def from_totals(cls, totals: torch.Tensor, names: Sequence[str]) -> SplitMetrics:
-        """From sums of (bound, *terms named ``names``, images)."""
+    def from_totals(cls, totals: torch.Tensor, names: Sequence[str], bounded: bool = True) -> SplitMetrics:
+        """From sums of (bound, *terms named ``names``, images); ``bounded``: whether the
+        model reports a bound at all."""
         loss, *terms = (totals[:-1] / totals[-1]).tolist()
-        return cls(loss=loss, terms=dict(zip(names, terms, strict=True)))
+        return cls(loss=loss if bounded else None, terms=dict(zip(names, terms, strict=True)))
 
 
 class EpochRecord(BaseModel):
@@ -39,11 +41,17 @@ class EpochRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     epoch: int
+    quantity: str | None = "-ELBO"
+    """What every split's ``loss`` is: the model's :attr:`~genmod.GenerativeModel.bound`
+    (``-ELBO``, ``NLL``, ...; ``None`` for a model without one). Lines of genmod before 0.3
+    lack it: they were all reported as the -ELBO."""
     train: SplitMetrics
     validation: SplitMetrics | None = None
-    """With ``data.validation``: what early stopping, the plateau schedule and the best checkpoint use."""
-    test: SplitMetrics
-    """Reported only: the test set never chooses anything."""
+    """With ``data.validation``, on the epochs evaluated (``train.eval_every``): what
+    ``train.monitor`` follows by default."""
+    test: SplitMetrics | None = None
+    """Reported only, on the epochs evaluated: the test set never chooses anything. ``None``
+    on other epochs, and for a model with no per-epoch evaluation (no ``loss``)."""
     lr: float
     """The learning rate the epoch was trained with."""
     seconds: float
@@ -62,6 +70,7 @@ class EpochRecord(BaseModel):
                     {
                         f"{split}/{name}": value
                         for name, value in {"loss": metrics.loss, **metrics.terms}.items()
+                        if value is not None
                     }
                 )
         return {**flat, "lr": self.lr, "seconds": self.seconds, "skipped": float(self.skipped)}

@@ -1,34 +1,40 @@
-"""The contract of any model genmod trains: a per-example bound with named terms.
+"""The contract of any model genmod trains, whatever its family.
 
 :class:`GenerativeModel` is what a model plugin's ``build`` returns. The runner, ``genmod
 eval``, ``sample``, ``reconstruct``, ``metrics.jsonl``, the loss plot, ``genmod runs`` and
-the trackers use only this contract, so a model with two stochastic layers, a flow posterior
-or no KL term at all is trained and inspected like the reference VAE.
+the trackers use only this contract, so a flow, an autoregressive model, a diffusion model
+or a GAN is trained and inspected like the reference VAE. What a model offers is declared by
+what it implements:
+
+- ``loss(x)``: an objective and the per-example :class:`Bound` behind it; the runner's
+  automatic loop then owns optimization (one optimizer, ``train``'s settings).
+- ``configure_optimizers`` and ``training_step``: the model owns its step (a GAN's two
+  optimizers), given a :class:`~genmod.Step` that does backward, clipping and updates.
+- ``log_importance_weights`` (latent-variable models: ``genmod eval`` reports an IS-NLL),
+  ``log_likelihood`` (an exact one: flows, autoregressive models) or ``evaluation_bound``
+  (a bound that differs from the training estimate, e.g. a diffusion model's over all
+  timesteps); a model with none of them (a GAN) has no likelihood to report.
+- ``configure_callbacks``: code that runs after every optimizer step and every epoch.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from genmod.bound import Bound
 
-@dataclass(frozen=True)
-class Bound:
-    """A per-example upper bound on ``-log p(x)`` in nats, and its named parts.
+if TYPE_CHECKING:
+    from genmod.callbacks import Callback
+    from genmod.config import TrainConfig
+    from genmod.optim import OptimizerFactory
+    from genmod.step import Step
 
-    ``value`` has shape ``(batch,)``; every entry of ``terms`` has the same shape and their
-    names are the model's :attr:`GenerativeModel.terms`. For a VAE the terms are
-    ``reconstruction`` and ``kl`` and sum to ``value`` (the negative ELBO); an IWAE's bound has
-    no such parts.
-    """
-
-    value: Tensor
-    terms: Mapping[str, Tensor] = field(default_factory=dict)
+__all__ = ["Bound", "GenerativeModel", "TrainingProgress"]
 
 
 @dataclass(frozen=True)
@@ -63,15 +69,22 @@ class TrainingProgress:
 
 
 class GenerativeModel(nn.Module, metaclass=abc.ABCMeta):
-    """Any model trained on a per-example bound.
+    """Any generative model of images.
 
-    Subclasses implement :meth:`loss` and :meth:`sample`, name their bound's parts in
-    :attr:`terms`, and may implement :meth:`reconstruct` and :meth:`log_importance_weights`
-    (``genmod eval`` needs the latter; models without it are refused in one line).
+    Subclasses implement :meth:`sample`, and :meth:`loss` or :meth:`training_step`; they name
+    their bound's parts in :attr:`terms` and the bound itself in :attr:`bound`, and may
+    implement the optional methods the module docstring lists (:meth:`can` says which).
     """
 
     terms: ClassVar[tuple[str, ...]] = ()
     """The names of :attr:`Bound.terms`, fixed for the model (reported in metrics.jsonl)."""
+    bound: ClassVar[str | None] = "bound"
+    """What :attr:`Bound.value` is, as every report names it: ``-ELBO`` for a VAE, ``NLL``
+    for an exact likelihood, ``diffusion bound``...; ``None`` for a model with no bound on
+    ``-log p(x)`` at all (a GAN), whose reports show only its terms."""
+    evaluation_cost: ClassVar[int] = 1
+    """Network passes per image and sample in evaluation (a diffusion model's steps): the
+    evaluator sizes its batches by it, so that memory stays bounded."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -88,13 +101,40 @@ class GenerativeModel(nn.Module, metaclass=abc.ABCMeta):
                 wrapped._without_grad = True
                 setattr(cls, name, wrapped)
 
-    @abc.abstractmethod
     def loss(self, x: Tensor) -> tuple[Tensor, Bound]:
         """The scalar training objective for the batch ``x`` and the bound behind it.
 
         The objective is what gradients follow (it may weight or floor terms, or use a tighter
-        bound); the :class:`Bound` is what genmod reports, unweighted.
+        bound); the :class:`Bound` is what genmod reports, unweighted. Every model implements
+        this or :meth:`training_step`; the runner checks which when it builds the model.
         """
+        raise NotImplementedError(f"{type(self).__name__} implements neither loss nor training_step")
+
+    def configure_optimizers(self, optimizer: OptimizerFactory) -> dict[str, torch.optim.Optimizer]:
+        """The model's optimizers by name, each stepped by :meth:`training_step` through
+        :meth:`~genmod.Step.update` and given ``train``'s learning-rate schedule.
+
+        ``optimizer(parameters, lr=..., betas=..., weight_decay=...)`` makes ``train.optimizer``
+        with ``train``'s settings, any of them overridden. By default: one optimizer, ``model``,
+        over every parameter.
+        """
+        return {"model": optimizer(self.parameters())}
+
+    def training_step(self, x: Tensor, step: Step) -> Bound:
+        """Update the weights on the batch ``x`` and return the :class:`Bound` to report.
+
+        By default :meth:`loss`'s objective updates the one optimizer (the runner's automatic
+        loop). A model with several optimizers overrides this and calls ``step.update(loss,
+        "name")`` for each; it runs under ``train.precision``'s autocast.
+        """
+        objective, bound = step.forward(x)
+        step.update(objective)
+        return bound
+
+    def configure_callbacks(self, train: TrainConfig) -> dict[str, Callback]:
+        """Callbacks by name, run after every optimizer step and every epoch and checkpointed
+        with the run (see :class:`genmod.Callback`); none by default."""
+        return {}
 
     @property
     def levels(self) -> int | None:
@@ -121,8 +161,20 @@ class GenerativeModel(nn.Module, metaclass=abc.ABCMeta):
         (optional; ``genmod eval`` estimates ``log p(x)`` from these)."""
         raise NotImplementedError(f"{type(self).__name__} has no importance weights")
 
+    def log_likelihood(self, x: Tensor) -> Tensor:
+        """The exact ``log p(x)`` per example in nats, shape ``(batch,)`` (optional: flows and
+        autoregressive models; ``genmod eval`` reports its mean as the exact NLL). A model
+        with :meth:`log_importance_weights` is evaluated through those instead."""
+        raise NotImplementedError(f"{type(self).__name__} has no exact likelihood")
+
+    def evaluation_bound(self, x: Tensor) -> Bound:
+        """The bound ``genmod eval`` reports, where it differs from training's (optional: a
+        diffusion model's bound summed over all timesteps, where training draws one)."""
+        raise NotImplementedError(f"{type(self).__name__} has no evaluation bound")
+
     @classmethod
     def can(cls, method: str) -> bool:
         """Whether the model implements the optional ``method`` (``reconstruct``,
-        ``log_importance_weights``)."""
+        ``log_importance_weights``, ``log_likelihood``, ``evaluation_bound``, ``loss``,
+        ``training_step``)."""
         return getattr(cls, method) is not getattr(GenerativeModel, method)

@@ -55,6 +55,18 @@ def probe_model(
 
 
 def _probe_contract(p: _Probe, model: GenerativeModel, x: Tensor) -> None:
+    if model.can("loss"):
+        _probe_loss(p, model, x)
+    samples = p.call(model, "model", model.sample, 2)
+    p.expect(
+        isinstance(samples, Tensor) and samples.shape == (2, *x.shape[1:]),
+        model,
+        "model",
+        f"sample(2) returned {tuple(getattr(samples, 'shape', ()))}; expected {(2, *x.shape[1:])}",
+    )
+
+
+def _probe_loss(p: _Probe, model: GenerativeModel, x: Tensor) -> None:
     n = len(x)
     result = p.call(model, "model", model.loss, x)
     ok = isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], Bound)
@@ -66,12 +78,21 @@ def _probe_contract(p: _Probe, model: GenerativeModel, x: Tensor) -> None:
         "model",
         "loss(x) returned an objective that is not a scalar tensor",
     )
-    p.expect(
-        bound.value.shape == (n,),
-        model,
-        "model",
-        f"bound has shape {tuple(bound.value.shape)}; expected ({n},)",
-    )
+    if model.bound is None:
+        p.expect(
+            bound.value is None,
+            model,
+            "model",
+            "returned a bound's value while its class declares bound = None (no bound): declare what it is",
+        )
+    else:
+        p.expect(
+            bound.value is not None and bound.value.shape == (n,),
+            model,
+            "model",
+            f"bound has shape {tuple(getattr(bound.value, 'shape', ()))}; expected ({n},)"
+            + (f" (its class declares bound = {model.bound!r})" if bound.value is None else ""),
+        )
     p.expect(
         tuple(bound.terms) == model.terms,
         model,
@@ -85,13 +106,6 @@ def _probe_contract(p: _Probe, model: GenerativeModel, x: Tensor) -> None:
             "model",
             f"term '{name}' has shape {tuple(term.shape)}; expected ({n},)",
         )
-    samples = p.call(model, "model", model.sample, 2)
-    p.expect(
-        isinstance(samples, Tensor) and samples.shape == (2, *x.shape[1:]),
-        model,
-        "model",
-        f"sample(2) returned {tuple(getattr(samples, 'shape', ()))}; expected {(2, *x.shape[1:])}",
-    )
 
 
 def _probe_vae_parts(p: _Probe, model: VAE, x: Tensor) -> None:

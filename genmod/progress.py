@@ -12,7 +12,7 @@ from rich.table import Table
 from genmod.metrics import bits_per_dim
 
 if TYPE_CHECKING:
-    from genmod.metrics import EpochRecord
+    from genmod.metrics import EpochRecord, SplitMetrics
 
 
 class RunReporter:
@@ -42,11 +42,13 @@ class RunReporter:
         first_epoch: int,
         resumed: bool,
         dims: int | None = None,
+        quantity: str | None = "-ELBO",
     ) -> None:
         """``where``: the device, and the processes and backend when there are several;
         ``arithmetic``: the layers' precision, and whether the model is compiled; ``dims``:
         the values per image where the model is discrete over 8-bit values, so that test
-        losses are also shown in bits per dimension."""
+        losses are also shown in bits per dimension; ``quantity``: what the losses are (the
+        model's bound; ``None``: it has none, and its terms are shown)."""
         self._dims = dims
         verb = "resuming" if resumed else "training"
         # Two short lines rather than one that wraps at 80 columns; the folder is never cut.
@@ -55,7 +57,9 @@ class RunReporter:
             highlight=False,
         )
         self.console.print(
-            f"  -> {out_dir}  ({arithmetic}; losses: nats per image)", highlight=False, soft_wrap=True
+            f"  -> {out_dir}  ({arithmetic}; {'losses: ' + quantity if quantity else 'its losses'}, nats per image)",
+            highlight=False,
+            soft_wrap=True,
         )
         self._progress.start()
 
@@ -68,12 +72,14 @@ class RunReporter:
 
     def epoch_done(self, record: EpochRecord, epochs: int) -> None:
         self._progress.remove_task(self._task)
-        validation = "" if record.validation is None else f"  val {record.validation.loss:7.2f}"
+        validation = "" if record.validation is None else f"  val {_figures(record.validation)}"
+        test = "" if record.test is None else f"  test {_figures(record.test)}"
         skipped = f"  {record.skipped} skipped" if record.skipped else ""
-        bits = "" if self._dims is None else f" ({bits_per_dim(record.test.loss, self._dims):.3f} bits/dim)"
+        if self._dims is not None and record.test is not None and record.test.loss is not None:
+            test += f" ({bits_per_dim(record.test.loss, self._dims):.3f} bits/dim)"
         self.console.print(
-            f"epoch {record.epoch:>3}/{epochs}  train {record.train.loss:7.2f}{validation}  "
-            f"test {record.test.loss:7.2f}{bits}  lr {record.lr:.0e}  {record.seconds:5.1f}s{skipped}",
+            f"epoch {record.epoch:>3}/{epochs}  train {_figures(record.train)}{validation}"
+            f"{test}  lr {record.lr:.0e}  {record.seconds:5.1f}s{skipped}",
             soft_wrap=True,
             highlight=False,
         )
@@ -85,23 +91,40 @@ class RunReporter:
     def stop(self) -> None:
         self._progress.stop()
 
-    def summary(self, history: list[EpochRecord], out_dir: Path) -> None:
+    def summary(
+        self, history: list[EpochRecord], out_dir: Path, best: tuple[str, float, int] | None = None
+    ) -> None:
+        """The last epoch's figures; ``best``: the monitored metric, its best value and epoch."""
         last = history[-1]
+        name = last.quantity
         table = Table(title="Run summary", show_header=False)
         table.add_column(style="bold")
         table.add_column()
         table.add_row("epochs", str(last.epoch))
-        table.add_row("train -ELBO (nats/image)", f"{last.train.loss:.2f}")
-        if last.validation is not None:
-            best = min(history, key=lambda record: record.validation.loss if record.validation else 0.0)
-            assert best.validation is not None
-            table.add_row("validation -ELBO", f"{last.validation.loss:.2f}")
-            table.add_row("best validation -ELBO", f"{best.validation.loss:.2f} (epoch {best.epoch})")
-        table.add_row("test -ELBO (nats/image)", f"{last.test.loss:.2f}")
-        if self._dims is not None:
-            table.add_row("test -ELBO (bits/dim)", f"{bits_per_dim(last.test.loss, self._dims):.3f}")
-        for name, value in last.test.terms.items():
-            table.add_row(f"test {name}", f"{value:.2f}")
+        splits = {
+            "train": last.train,
+            "validation": last.validation,
+            "test": next((r.test for r in reversed(history) if r.test is not None), None),
+        }
+        for split, metrics in splits.items():
+            if metrics is None:
+                continue
+            if name is not None and metrics.loss is not None:
+                table.add_row(f"{split} {name} (nats/image)", f"{metrics.loss:.2f}")
+            if split == "test" and self._dims is not None and metrics.loss is not None:
+                table.add_row(f"test {name} (bits/dim)", f"{bits_per_dim(metrics.loss, self._dims):.3f}")
+            if split == "test" or name is None:
+                for term, value in metrics.terms.items():
+                    table.add_row(f"{split} {term}", f"{value:.2f}")
+        if best is not None:
+            table.add_row(f"best {best[0]}", f"{best[1]:.2f} (epoch {best[2]})")
         table.add_row("training time", f"{sum(record.seconds for record in history):.1f} s")
         self.console.print(table)
         self.console.print(f"outputs in {out_dir}", highlight=False, soft_wrap=True)
+
+
+def _figures(metrics: SplitMetrics) -> str:
+    """A split's figures on an epoch line: its bound, or its named terms for a model without one."""
+    if metrics.loss is not None:
+        return f"{metrics.loss:7.2f}"
+    return " ".join(f"{name} {value:.3f}" for name, value in metrics.terms.items())

@@ -22,16 +22,24 @@ class RunSummary:
     epochs_done: int
     epochs_planned: int
     test_loss: float | None
-    """The test -ELBO of the epoch whose weights the run keeps: the best validation epoch, else
-    the last (never the best test epoch: the test set chooses nothing)."""
+    """The test bound of the epoch whose weights the run keeps: the best monitored epoch, else
+    the last (never the best test epoch: the test set chooses nothing); ``None`` where that
+    epoch was not evaluated or the model has no bound."""
     nll: float | None
     nll_k: int | None
     seconds: float
     best_epoch: int | None = None
-    """With a validation set: the epoch with the best validation -ELBO (the weights in best.pt)."""
+    """The epoch with the best ``train.monitor`` (the weights in best.pt), where it was reported."""
     best_validation: float | None = None
+    """Its value."""
     nll_epoch: int | None = None
     """The epoch whose weights ``eval.json`` evaluated."""
+    quantity: str | None = "-ELBO"
+    """What :attr:`test_loss` is (the model's bound; ``None``: it has none)."""
+    monitor: str = "validation/loss"
+    nll_quantity: str = "IS-NLL"
+    """What :attr:`nll` is: ``IS-NLL`` (with :attr:`nll_k`), ``exact NLL`` or a bound's name."""
+    nll_images: int | None = None
 
     @property
     def kept_epoch(self) -> int:
@@ -59,27 +67,36 @@ def summarize(run_dir: Path) -> RunSummary | None:
     )
     evaluation = _read(run_dir / artifacts.EVAL, lambda _: artifacts.read_eval(run_dir))
     try:
-        model, planned = str(config["model"]["name"]), int(config.get("train", {}).get("epochs", 0))
+        train = config.get("train", {})
+        model, planned = str(config["model"]["name"]), int(train.get("epochs", 0))
+        monitor, lower = (
+            str(train.get("monitor", "validation/loss")),
+            train.get("monitor_mode", "min") == "min",
+        )
         nll, k = evaluation.get("nll"), evaluation.get("k")
         if not (nll is None or isinstance(nll, (int, float))) or not (k is None or isinstance(k, int)):
             raise TypeError("eval.json's nll or k is not a number")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DataError(f"{run_dir}: {artifacts.CONFIG} or {artifacts.EVAL} lacks a field ({exc})") from None
-    validated = [record for record in history if record.validation is not None]
-    best = min(validated, key=lambda record: record.validation.loss, default=None)  # type: ignore[union-attr]
-    kept = best or (history[-1] if history else None)
+    monitored = [(value, r) for r in history if (value := r.scalars().get(monitor)) is not None]
+    best = (min if lower else max)(monitored, key=lambda pair: pair[0], default=None)
+    kept = best[1] if best else (history[-1] if history else None)
     return RunSummary(
         path=run_dir,
         model=model,
         epochs_done=len(history),
         epochs_planned=planned,
-        test_loss=None if kept is None else kept.test.loss,
+        test_loss=None if kept is None or kept.test is None else kept.test.loss,
         nll=nll,
         nll_k=k,
         seconds=sum(record.seconds for record in history),
-        best_epoch=None if best is None else best.epoch,
-        best_validation=None if best is None or best.validation is None else best.validation.loss,
+        best_epoch=None if best is None else best[1].epoch,
+        best_validation=None if best is None else best[0],
         nll_epoch=evaluation.get("epoch"),
+        quantity=history[-1].quantity if history else "-ELBO",
+        monitor=monitor,
+        nll_quantity=str(evaluation.get("quantity", "IS-NLL")),
+        nll_images=evaluation.get("images"),
     )
 
 

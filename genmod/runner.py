@@ -23,6 +23,7 @@ from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
 from genmod import artifacts, distributed, lock, machine
+from genmod.callbacks import Callback, WeightAveraging
 from genmod.checkpoint import (
     BEST,
     EXPORTED_SUFFIX,
@@ -35,14 +36,14 @@ from genmod.checkpoint import (
     save_checkpoint,
 )
 from genmod.checkpoint import FILENAME as CHECKPOINT
-from genmod.config import RunConfig
+from genmod.config import RunConfig, TrainConfig
 from genmod.config_loader import resolve_run_config, validate_run_config
-from genmod.data import Data, as_float, load_data
+from genmod.data import Data, as_float, binarize_once, load_data
 from genmod.errors import CheckpointError, ConfigError, GenmodError, PluginError, one_line
 from genmod.loggers import Trackers
 from genmod.metrics import EpochRecord, SplitMetrics, write_metrics
 from genmod.model import GenerativeModel
-from genmod.optim import Schedule, make_optimizer
+from genmod.optim import Schedule, optimizer_factory
 from genmod.plugins import Registry, check_build_signature
 from genmod.precision import (
     COMPILE_MIN_STEPS,
@@ -153,17 +154,30 @@ def clear_earlier_run(path: Path) -> None:
 
 
 def build_model(
-    config: RunConfig, registry: Registry, data_shape: tuple[int, ...], probe: torch.Tensor | None = None
+    config: RunConfig,
+    registry: Registry,
+    data_shape: tuple[int, ...],
+    probe: torch.Tensor | None = None,
+    data_levels: int | None = None,
 ) -> GenerativeModel:
-    """Build the configured model for images of ``data_shape``; check it on ``probe`` if given."""
+    """Build the configured model for images of ``data_shape`` whose pixels take
+    ``data_levels`` values as training feeds them (2 binarized, 256 8-bit, None continuous);
+    check it on ``probe`` (a batch as training feeds it) if given."""
     entry = registry.get("model", config.model.name)
     check_build_signature(entry)
-    context = ModelContext(data_shape=tuple(data_shape), build_component=registry.build_component)
+    context = ModelContext(
+        data_shape=tuple(data_shape), build_component=registry.build_component, levels=data_levels
+    )
     model = entry.spec.build(config.model, context)
     if not isinstance(model, GenerativeModel):
         raise PluginError(
             f"plugin '{entry.plugin.name}': model '{entry.name}' built a "
             f"{type(model).__name__}, not a genmod.GenerativeModel"
+        )
+    if not (model.can("loss") or model.can("training_step")):
+        raise PluginError(
+            f"plugin '{entry.plugin.name}': model '{entry.name}' ({type(model).__name__}) implements "
+            "neither loss nor training_step: genmod cannot train it"
         )
     if probe is not None:
         origin = lambda part: registry.origin(part) or entry.plugin.name  # noqa: E731
@@ -203,12 +217,14 @@ def _check_state(expected: dict[str, torch.Tensor], weights: dict[str, torch.Ten
         raise CheckpointError(f"the checkpoint does not match this model or config: {'; '.join(problems)}")
 
 
-def _skeleton(config: RunConfig, registry: Registry, data_shape: tuple[int, ...]) -> GenerativeModel | None:
+def _skeleton(
+    config: RunConfig, registry: Registry, data_shape: tuple[int, ...], data_levels: int | None
+) -> GenerativeModel | None:
     """The model ``config`` builds, on the meta device: shapes without memory (None for a
     model whose plugin cannot be built there; the real build then checks it)."""
     try:
         with torch.device("meta"):
-            return build_model(config, registry, data_shape)
+            return build_model(config, registry, data_shape, data_levels=data_levels)
     except GenmodError:
         raise
     except Exception:  # noqa: BLE001 - plugin code that needs real tensors to build
@@ -261,8 +277,9 @@ def load_trained(
         state: dict[str, Any] = read_exported(run_dir, config.model.name)
     else:
         state = run_weights(run_dir, config.model.name, checkpoint)
-    check_weights(_skeleton(config, registry, tuple(state["data_shape"])), state["model"])
-    model = build_model(config, registry, tuple(state["data_shape"]))
+    shape, levels = tuple(state["data_shape"]), state.get("data_levels")
+    check_weights(_skeleton(config, registry, shape, levels), state["model"])
+    model = build_model(config, registry, shape, data_levels=levels)
     load_weights(model, state["model"])
     return config, model.to(device).eval(), int(state["epoch"]), str(state.get("run", ""))
 
@@ -285,7 +302,9 @@ def run_weights(run_dir: Path, model_name: str, checkpoint: str | None) -> dict[
         if has_last:
             _same_run(run_dir, best, load_checkpoint(run_dir / CHECKPOINT, model_name))
         return best
-    return dict(load_checkpoint(run_dir / CHECKPOINT, model_name))
+    last = load_checkpoint(run_dir / CHECKPOINT, model_name)
+    # The weights commands use: the average, where the run kept one (train.ema_decay).
+    return {**last, "model": last.get("evaluated", last["model"])}
 
 
 def _same_run(run_dir: Path, best: dict[str, Any], last: CheckpointState) -> None:
@@ -296,6 +315,39 @@ def _same_run(run_dir: Path, best: dict[str, Any], last: CheckpointState) -> Non
             f"{run_dir / BEST} is from another run than {run_dir / CHECKPOINT} (an earlier run in this "
             "folder): delete it, or use --checkpoint last"
         )
+
+
+def _optimizers(model: GenerativeModel, train: TrainConfig, name: str) -> dict[str, torch.optim.Optimizer]:
+    """The model's optimizers (:meth:`~genmod.GenerativeModel.configure_optimizers`), checked."""
+    optimizers = model.configure_optimizers(optimizer_factory(train))
+    if not (
+        isinstance(optimizers, dict)
+        and optimizers
+        and all(isinstance(k, str) and isinstance(v, torch.optim.Optimizer) for k, v in optimizers.items())
+    ):
+        raise PluginError(
+            f"model '{name}': configure_optimizers returned {type(optimizers).__name__}, not a "
+            "non-empty dict of torch optimizers by name"
+        )
+    return optimizers
+
+
+def _monitored(model: GenerativeModel, config: RunConfig) -> str | None:
+    """The metric ``train.monitor`` names, or ``None`` where the run reports no validation
+    metrics (no ``data.validation``): then nothing is followed, as in genmod 0.2."""
+    train, splits = config.train, ["train"]
+    if config.data.validation and model.can("loss"):  # validation is evaluated with loss()
+        splits.append("validation")
+    parts = (["loss"] if model.bound is not None else []) + list(model.terms)
+    names = [f"{split}/{part}" for split in splits for part in parts]
+    if train.monitor in names:
+        return train.monitor
+    if train.monitor.startswith("validation/") and not config.data.validation:
+        return None  # the config's check refuses early stopping and plateau without it
+    raise ConfigError(
+        f"train.monitor {train.monitor} is not reported by model '{config.model.name}': "
+        f"monitor one of {', '.join(names)}"
+    )
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -391,23 +443,43 @@ class Run:
             if resume
             else None
         )
-        skeleton = _skeleton(config, registry, shape)  # built once, on the meta device
+        levels = self.data.levels
+        skeleton = _skeleton(config, registry, shape, levels)  # built once, on the meta device
         if saved is not None:
             check_weights(skeleton, saved["model"])
         check_fits(skeleton, config.model.name, shape)
-        self.model = build_model(config, registry, shape, probe=as_float(self.data.train[:2]))
+        # The probe sees what training feeds: binarized images where training binarizes them.
+        first = self.data.train[:2]
+        probe = as_float(binarize_once(first) if self.data.dynamic_binarization else first)
+        self.model = build_model(config, registry, shape, probe=probe, data_levels=levels)
         self.dtype = autocast_dtype(train.precision, device)
+        self.optimizers = _optimizers(self.model, train, config.model.name)
+        self.schedules = {name: Schedule(optimizer, train) for name, optimizer in self.optimizers.items()}
+        # genmod's own callbacks first; each is made before compilation (weight averaging
+        # copies the model).
+        self.callbacks: dict[str, Callback] = {
+            **({"ema": WeightAveraging(self.model, train.ema_decay)} if train.ema_decay else {}),
+            **self.model.configure_callbacks(train),
+        }
+        evaluated = next((m for c in self.callbacks.values() if (m := c.evaluated()) is not None), self.model)
+        if not isinstance(evaluated, GenerativeModel):
+            raise PluginError(
+                f"model '{config.model.name}': a callback's evaluated() gave a {type(evaluated).__name__}, "
+                "not a genmod.GenerativeModel"
+            )
+        self.evaluated = evaluated
+        self.monitored = _monitored(self.model, config)
         steps = steps_in_epoch(len(self.data.train), train.batch_size) * train.epochs
         self.compiled = compile_wanted(train.compile, steps, COMPILE_MIN_STEPS)
         if self.compiled:
             compile_module(self.model)
+        # DistributedDataParallel wraps the automatic loop's model; a model that owns its step
+        # calls its parts directly, and each update averages its gradients (training.Step).
         self.trained: torch.nn.Module = (
             DistributedDataParallel(self.model, device_ids=[device] if device.type == "cuda" else None)
-            if topology.distributed
+            if topology.distributed and not self.model.can("training_step")
             else self.model
         )
-        self.optimizer = make_optimizer(self.model.parameters(), train)
-        self.schedule = Schedule(self.optimizer, train)
         self.scaler = grad_scaler(self.dtype, device)
         self.rules = UpdateRules(train.clip_grad_norm, train.skip_updates_above)
         self.best: Best | None = None
@@ -440,7 +512,7 @@ class Run:
     # -- state -------------------------------------------------------------------------
     def state(self) -> CheckpointState:
         position = self.position
-        return CheckpointState(
+        state = CheckpointState(
             model_name=self.config.model.name,
             config=self.config.to_dict(),
             epoch=self.epoch,
@@ -453,9 +525,11 @@ class Run:
                 "skipped": position.skipped,
             },
             data_shape=list(self.data.train.shape[1:]),
+            data_levels=self.data.levels,
             model=self.model.state_dict(),
-            optimizer=self.optimizer.state_dict(),
-            schedule=self.schedule.state_dict(),
+            optimizer={name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
+            schedule={name: schedule.state_dict() for name, schedule in self.schedules.items()},
+            callbacks={name: callback.state_dict() for name, callback in self.callbacks.items()},
             scaler=self.scaler.state_dict(),
             best=self.best,
             rng={
@@ -466,17 +540,35 @@ class Run:
             history=[record.model_dump() for record in self.history],
             run=self.run_id,
         )
+        if self.evaluated is not self.model:
+            state["evaluated"] = self.evaluated.state_dict()
+        return state
 
     def restore(self, state: CheckpointState) -> None:
         load_weights(self.model, state["model"])
+        if self.evaluated is not self.model and "evaluated" in state:
+            load_weights(self.evaluated, state["evaluated"])
+        optimizers, schedules = state["optimizer"], state["schedule"]
+        if "param_groups" in optimizers:  # one optimizer's state: a checkpoint before genmod 0.3
+            optimizers, schedules = {"model": optimizers}, {"model": schedules}
+        if set(optimizers) != set(self.optimizers):
+            raise CheckpointError(
+                f"the checkpoint holds optimizers {', '.join(optimizers)}; the model now configures "
+                f"{', '.join(self.optimizers)}"
+            )
         try:
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.schedule.load_state_dict(state["schedule"])
+            for name, optimizer in self.optimizers.items():
+                optimizer.load_state_dict(optimizers[name])
+                self.schedules[name].load_state_dict(schedules[name])
             if state.get("scaler"):  # float16 runs only; {} from a disabled scaler
                 self.scaler.load_state_dict(state["scaler"])
+            saved_callbacks = state.get("callbacks", {})
+            for name, callback in self.callbacks.items():
+                if name in saved_callbacks:  # else it starts now (train.ema_decay set on resume)
+                    callback.load_state_dict(saved_callbacks[name])
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(
-                f"the checkpoint's optimizer state does not match this config ({exc})"
+                f"the checkpoint's optimizer or callback state does not match this config ({exc})"
             ) from None
         rng = state["rng"]
         if len(rng["torch"]) != self.topology.world_size:
@@ -522,23 +614,23 @@ class Run:
     # -- outputs -------------------------------------------------------------------------
     @torch.inference_mode()
     def save_samples(self) -> None:
-        """A grid from the same prior draws every time, without touching the training RNG."""
-        self.model.eval()
+        """A grid from the same random draws every time, without touching the training RNG."""
+        self.evaluated.eval()
         cuda = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.config.train.seed)
-            images = self.model.sample(self.config.train.samples)
+            images = self.evaluated.sample(self.config.train.samples)
         path = self.out_dir / artifacts.samples_name(self.epoch)
         artifacts.save_grid(images, path)
         self.trackers.log_images([path], self.epoch)
 
     @torch.inference_mode()
     def save_final_outputs(self) -> None:
-        self.model.eval()
-        if self.model.can("reconstruct"):
+        self.evaluated.eval()
+        if self.evaluated.can("reconstruct"):
             originals = as_float(self.data.test[:32])
             artifacts.save_reconstructions(
-                originals, self.model.reconstruct(originals), self.out_dir / artifacts.RECONSTRUCTIONS
+                originals, self.evaluated.reconstruct(originals), self.out_dir / artifacts.RECONSTRUCTIONS
             )
         artifacts.plot_losses(self.history, self.out_dir / artifacts.LOSS_PLOT)
         written = [self.out_dir / name for name in (artifacts.RECONSTRUCTIONS, artifacts.LOSS_PLOT)]
@@ -547,7 +639,7 @@ class Run:
     def _complete(self) -> str:
         done = f"{self.out_dir} is complete: {self.epoch} epochs"
         if self.stopped_early() and self.best is not None:
-            return f"{done}, stopped early\n(best validation -ELBO at epoch {self.best['epoch']}); nothing to train"
+            return f"{done}, stopped early\n(best {self.monitored} at epoch {self.best['epoch']}); nothing to train"
         return (
             f"{done}. Train it further with:\n  genmod run --resume {self.out_dir} --epochs {self.epoch + 10}"
         )
@@ -572,7 +664,7 @@ class Run:
         was requested meanwhile (single-process runs only: under torchrun none is)."""
         rank, world = self.topology.rank, self.topology.world_size
         totals = evaluate(
-            self.model,
+            self.evaluated,
             images.tensor_split(world)[rank],
             self.config.train.eval_batch_size,
             self.dtype,
@@ -580,7 +672,10 @@ class Run:
         )
         if totals is None:
             return None
-        return SplitMetrics.from_totals(distributed.all_reduce_sum(totals), self.model.terms)
+        return self._metrics(distributed.all_reduce_sum(totals))
+
+    def _metrics(self, totals: torch.Tensor) -> SplitMetrics:
+        return SplitMetrics.from_totals(totals, self.model.terms, bounded=self.model.bound is not None)
 
     def _where(self) -> str:
         world = self.topology.world_size
@@ -629,6 +724,7 @@ class Run:
             self.epoch + 1,
             self.resume,
             dims=None if self.model.levels is None else math.prod(self.data.train.shape[1:]),
+            quantity=self.model.bound,
         )
         stops = _StopRequests()
         # Under torchrun every process gets the signal at its own moment, so ranks could stop
@@ -663,10 +759,15 @@ class Run:
             self.save_final_outputs()
             if self.stopped_early() and self.best is not None:
                 self.reporter.note(
-                    f"stopped early: the validation -ELBO has not improved for {self.best['since']} epochs "
+                    f"stopped early: {self.monitored} has not improved for {self.best['since']} evaluations "
                     f"(best {self.best['loss']:.2f} at epoch {self.best['epoch']}, kept in {BEST})"
                 )
-            self.reporter.summary(self.history, self.out_dir)
+            best = None if self.best is None or self.monitored is None else self.best
+            self.reporter.summary(
+                self.history,
+                self.out_dir,
+                None if best is None else (str(self.monitored), best["loss"], best["epoch"]),
+            )
         return self.history
 
     def _epoch(self, stops: _StopRequests) -> None:
@@ -676,12 +777,12 @@ class Run:
         steps = steps_in_epoch(len(self.data.train), train.batch_size)
         self.reporter.epoch_started(epoch, train.epochs, steps)
         started = time.perf_counter()
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
         every = train.checkpoint_every
         while True:
             self.position = train_epoch(
                 self.trained,
-                self.optimizer,
+                self.optimizers,
                 self.data.train,
                 train.batch_size,
                 self.generator,
@@ -690,6 +791,7 @@ class Run:
                 rules=self.rules,
                 scaler=self.scaler,
                 on_progress=self.reporter.step,
+                after_step=self._after_step,
                 binarize=self.data.dynamic_binarization,
                 should_stop=lambda step: stops.requested or (every is not None and step % every == 0),
                 shard=(self.topology.rank, self.topology.world_size),
@@ -701,23 +803,25 @@ class Run:
             self.checkpoint()  # train.checkpoint_every: a killed run resumes from here
         if self.position.step < steps:
             return  # stopped mid-epoch: fit checkpoints this position
-        names = self.model.terms
-        fit = SplitMetrics.from_totals(distributed.all_reduce_sum(self.position.totals), names)
-        cuda = [self.device] if self.device.type == "cuda" else []
-        before = torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in cuda]
-        validation = None if self.data.validation is None else self._evaluate(self.data.validation, stops)
-        test = self._evaluate(self.data.test, stops)
-        if stops.requested or test is None:
-            # The epoch's training is done: fit checkpoints it, with the random state from
-            # before the evaluation, so that a resume evaluates it exactly as now.
-            torch.set_rng_state(before[0])
-            for device, state in zip(cuda, before[1], strict=True):
-                torch.cuda.set_rng_state(state, device)
-            return
-        self.schedule.step(None if validation is None else validation.loss)
+        fit = self._metrics(distributed.all_reduce_sum(self.position.totals))
+        validation = test = None
+        # Evaluated with the model's loss(): a model without one (a GAN) reports training only.
+        if self.model.can("loss") and (epoch % train.eval_every == 0 or epoch == train.epochs):
+            cuda = [self.device] if self.device.type == "cuda" else []
+            before = torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in cuda]
+            validation = None if self.data.validation is None else self._evaluate(self.data.validation, stops)
+            test = self._evaluate(self.data.test[: self.config.data.test_limit], stops)
+            if stops.requested or test is None:
+                # The epoch's training is done: fit checkpoints it, with the random state from
+                # before the evaluation, so that a resume evaluates it exactly as now.
+                torch.set_rng_state(before[0])
+                for device, state in zip(cuda, before[1], strict=True):
+                    torch.cuda.set_rng_state(state, device)
+                return
         skipped = int(distributed.all_reduce_sum(torch.tensor(self.position.skipped)))
         record = EpochRecord(
             epoch=epoch,
+            quantity=self.model.bound,
             train=fit,
             validation=validation,
             test=test,
@@ -725,13 +829,18 @@ class Run:
             seconds=time.perf_counter() - started,
             skipped=skipped // self.topology.world_size,  # every process skips the same steps
         )
+        value = record.scalars().get(self.monitored) if self.monitored else None
+        for schedule in self.schedules.values():
+            schedule.step(value)
         self.epoch, self.position = epoch, None
         self.history.append(record)
-        improved = validation is not None and (self.best is None or validation.loss < self.best["loss"])
-        if validation is not None and improved:
-            self.best = Best(epoch=epoch, loss=validation.loss, since=0)
-        elif self.best is not None:
+        improved = value is not None and (self.best is None or self._better(value, self.best["loss"]))
+        if value is not None and improved:
+            self.best = Best(epoch=epoch, loss=value, since=0)
+        elif value is not None and self.best is not None:
             self.best = Best(epoch=self.best["epoch"], loss=self.best["loss"], since=self.best["since"] + 1)
+        for callback in self.callbacks.values():
+            callback.on_epoch_end(self.model, record)
         last = epoch == train.epochs or self.stopped_early()
         self.checkpoint(best=improved)
         if self.topology.is_main:
@@ -740,3 +849,10 @@ class Run:
                 self.save_samples()
             self.trackers.log(record)
         self.reporter.epoch_done(record, train.epochs)
+
+    def _after_step(self) -> None:
+        for callback in self.callbacks.values():
+            callback.on_step_end(self.model)
+
+    def _better(self, value: float, best: float) -> bool:
+        return value < best if self.config.train.monitor_mode == "min" else value > best

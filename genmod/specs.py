@@ -117,12 +117,17 @@ BuildComponent = Callable[["ComponentKind", "ComponentRef", ComponentContext], "
 
 @dataclass(frozen=True, kw_only=True)
 class ModelContext:
-    """Handed to a model's ``build``: the data's shape, and the registered components by name."""
+    """Handed to a model's ``build``: the data's shape and levels, and the registered
+    components by name."""
 
     data_shape: tuple[int, ...]
     build_component: BuildComponent = field(repr=False)
     """``build_component(kind, ref, context)``: the registered component ``ref`` names, checked
     against its interface."""
+    levels: int | None = None
+    """The values each pixel takes as training feeds it: 2 for binarized images
+    (``data.binarize``), 256 for 8-bit ones, ``None`` for continuous ones or when unknown
+    (a model rebuilt from an exported file)."""
 
     def component(
         self, kind: ComponentKind, ref: ComponentRef, latent_dim: int, encoder: Encoder | None = None

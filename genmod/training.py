@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -11,8 +10,9 @@ from torch import Tensor
 
 from genmod.data import TrainingImages, as_float
 from genmod.errors import TrainingError
-from genmod.model import GenerativeModel, TrainingProgress
+from genmod.model import Bound, GenerativeModel, TrainingProgress
 from genmod.precision import autocast
+from genmod.step import Step, UpdateRules
 
 # How many steps pass between reads of the loss on the host: each read is a device sync.
 REPORT_EVERY = 20
@@ -33,23 +33,6 @@ class EpochPosition:
     """Updates skipped for a gradient norm above ``train.skip_updates_above`` or not finite."""
 
 
-@dataclass(frozen=True)
-class UpdateRules:
-    """How gradients become updates: ``train.clip_grad_norm`` and ``train.skip_updates_above``."""
-
-    clip_grad_norm: float | None = None
-    skip_above: float | None = None
-
-    def apply(self, parameters: Sequence[torch.nn.Parameter]) -> bool:
-        """Clip the (unscaled) gradients in place; return False when the update must be skipped."""
-        if self.clip_grad_norm is None and self.skip_above is None:
-            return True
-        norm = torch.nn.utils.clip_grad_norm_(parameters, self.clip_grad_norm or math.inf)
-        if self.skip_above is None:
-            return True
-        return bool(torch.isfinite(norm)) and float(norm) <= self.skip_above
-
-
 def unwrapped(model: torch.nn.Module) -> GenerativeModel:
     """The model itself, under a DistributedDataParallel wrapper if there is one."""
     inner = getattr(model, "module", model)
@@ -57,14 +40,13 @@ def unwrapped(model: torch.nn.Module) -> GenerativeModel:
     return inner
 
 
-def _summed_terms(model: torch.nn.Module, x: Tensor, dtype: torch.dtype | None) -> tuple[Tensor, Tensor]:
-    """The objective for ``x`` and the sums of (bound, *terms, images), detached; the layers
-    run in ``dtype`` (None: float32), the sums are float32."""
-    with autocast(dtype, x.device):
-        loss, bound = model(x)
-    count = torch.tensor(float(len(x)), device=x.device)
-    terms = [bound.terms[name].float().sum() for name in unwrapped(model).terms]
-    return loss.float(), torch.stack((bound.value.float().sum(), *terms, count)).detach()
+def bound_sums(model: GenerativeModel, bound: Bound, images: int, device: torch.device) -> Tensor:
+    """The sums of (bound, *terms, images) of a batch, float32 and detached (0 in the bound's
+    place for a model without one)."""
+    value = torch.zeros((), device=device) if bound.value is None else bound.value.float().sum()
+    terms = [bound.terms[name].float().sum() for name in model.terms]
+    count = torch.tensor(float(images), device=device)
+    return torch.stack((value, *terms, count)).detach()
 
 
 def new_totals(model: torch.nn.Module, device: torch.device | str = "cpu") -> Tensor:
@@ -73,7 +55,7 @@ def new_totals(model: torch.nn.Module, device: torch.device | str = "cpu") -> Te
 
 def train_epoch(
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizers: torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer],
     images: TrainingImages,
     batch_size: int,
     generator: torch.Generator,
@@ -83,6 +65,7 @@ def train_epoch(
     rules: UpdateRules = UpdateRules(),
     scaler: torch.amp.GradScaler | None = None,
     on_progress: Callable[[int, float], None] = lambda steps, loss: None,
+    after_step: Callable[[], None] = lambda: None,
     binarize: bool = False,
     should_stop: Callable[[int], bool] = lambda step: False,
     shard: tuple[int, int] = (0, 1),
@@ -92,29 +75,35 @@ def train_epoch(
     """Train on ``images`` (as stored: see :class:`~genmod.data.Data`) in an order drawn from
     ``generator``, from ``position`` onwards.
 
-    Returns the position reached: the whole epoch, or the step after which
-    ``should_stop(step)`` said to stop. A streamed set (:class:`~genmod.streaming.StreamingImages`)
-    is decoded by ``workers`` processes, in its own order seeded by ``generator``'s seed. With ``binarize`` each batch is a fresh Bernoulli draw of its pixels; with
-    ``shard=(rank, world)`` this process takes its slice of every global batch; with ``dtype``
-    (``train.precision``) the forward pass runs under autocast to it, and ``scaler`` (float16's
-    :func:`~genmod.precision.grad_scaler`) scales the loss and skips steps whose scaled
-    gradients overflowed. Before each
-    step the model's :attr:`~genmod.GenerativeModel.progress` is set, so schedules inside the
-    model (KL warm-up) follow the checkpointed position. ``on_progress(steps_done,
-    recent_loss)`` is called every :data:`REPORT_EVERY` steps. A non-finite loss raises
-    :class:`TrainingError` naming the epoch and step, before the corrupted parameters can be
-    checkpointed; with ``rules.skip_above`` set, a step with a non-finite gradient is skipped
-    instead.
+    Each batch is one call of the model's :meth:`~genmod.GenerativeModel.training_step` with a
+    :class:`Step` over ``optimizers`` (one optimizer is the model's ``model``), then
+    ``after_step()`` (the callbacks). Returns the position reached: the whole epoch, or the
+    step after which ``should_stop(step)`` said to stop. A streamed set
+    (:class:`~genmod.streaming.StreamingImages`) is decoded by ``workers`` processes, in its own
+    order seeded by ``generator``'s seed. With ``binarize`` each batch is a fresh Bernoulli draw
+    of its pixels; with ``shard=(rank, world)`` this process takes its slice of every global
+    batch; with ``dtype`` (``train.precision``) the step runs under autocast to it, and
+    ``scaler`` (float16's :func:`~genmod.precision.grad_scaler`) scales the losses and skips
+    updates whose scaled gradients overflowed. Before each step the model's
+    :attr:`~genmod.GenerativeModel.progress` is set, so schedules inside the model (KL warm-up)
+    follow the checkpointed position. ``on_progress(steps_done, recent_loss)`` is called every
+    :data:`REPORT_EVERY` steps. A non-finite loss raises :class:`TrainingError` naming the
+    epoch and step, before the corrupted parameters can be checkpointed; with
+    ``rules.skip_above`` set, an update with a non-finite gradient is skipped instead.
     """
     model.train()
     target = unwrapped(model)
+    if isinstance(optimizers, torch.optim.Optimizer):
+        optimizers = {"model": optimizers}
     if position is None:
         position = EpochPosition(generator.get_state(), new_totals(model))
     generator.set_state(position.order_state)
     device = next(model.parameters()).device
     position.totals = position.totals.to(device)
-    parameters = [p for p in model.parameters() if p.requires_grad]
     scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
+    # Without DistributedDataParallel's wrapper (a model that owns its step), each update
+    # averages its own gradients over the processes.
+    average = shard[1] > 1 and model is target
     steps = steps_in_epoch(len(images), batch_size)
     if isinstance(images, Tensor):
         order = torch.randperm(len(images), generator=generator).to(images.device)
@@ -128,17 +117,18 @@ def train_epoch(
         if batch is not None:
             target.progress = TrainingProgress(epoch=epoch, step=step - 1, steps_per_epoch=steps)
             x = as_float(batch)
-            loss, sums = _summed_terms(model, torch.bernoulli(x) if binarize else x, dtype)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)  # the rules see the true gradients
-            if rules.apply(parameters):
-                scaler.step(optimizer)
-                position.totals += sums
-                recent.append(loss.detach())
+            x = torch.bernoulli(x) if binarize else x
+            update = Step(model, optimizers, scaler, rules, average)
+            with autocast(dtype, x.device):
+                bound = target.training_step(x, update)
+            if update.skipped:
+                position.skipped += update.skipped
             else:
-                position.skipped += 1
+                position.totals += bound_sums(target, bound, len(x), device)
+            if update.losses:
+                recent.append(torch.stack(update.losses).sum())
             scaler.update()
+            after_step()
         position.step = step
         if recent and (step % REPORT_EVERY == 0 or step == steps):
             _check_finite(recent, step, epoch)
@@ -191,12 +181,16 @@ def evaluate(
     dtype: torch.dtype | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Tensor | None:
-    """Sums of (bound, *terms, images) over ``images``, one posterior sample each; ``None``
-    when ``should_stop()`` turns true between batches (a Ctrl-C is never kept waiting)."""
+    """Sums of (bound, *terms, images) of the model's :meth:`~genmod.GenerativeModel.loss`
+    over ``images`` (one posterior sample each, for a VAE); ``None`` when ``should_stop()``
+    turns true between batches (a Ctrl-C is never kept waiting)."""
     model.eval()
+    target = unwrapped(model)
     totals = new_totals(model, images.device)
     for x in images.split(batch_size):
         if should_stop():
             return None
-        totals += _summed_terms(model, as_float(x), dtype)[1]
+        with autocast(dtype, x.device):
+            bound = model(as_float(x))[1]  # forward: the compiled graph, where there is one
+        totals += bound_sums(target, bound, len(x), images.device)
     return totals

@@ -24,6 +24,7 @@ class VAE(GenerativeModel):
     """
 
     terms: ClassVar[tuple[str, ...]] = ("reconstruction", "kl")
+    bound: ClassVar[str | None] = "-ELBO"
 
     def __init__(
         self,
@@ -82,8 +83,9 @@ class VAE(GenerativeModel):
             chunks.append(log_px_z + prior.log_prob(z) - posterior.log_prob(z))
         return torch.cat(chunks)
 
-    def log_likelihood(self, x: Tensor, k: int, chunk_size: int = 500) -> Tensor:
-        """Importance-sampled ``log p(x) ≈ log (1/k) Σ p(x, z_i) / q(z_i|x)`` per example."""
+    def log_likelihood(self, x: Tensor, k: int = 5000, chunk_size: int = 500) -> Tensor:
+        """Importance-sampled ``log p(x) ≈ log (1/k) Σ p(x, z_i) / q(z_i|x)`` per example: an
+        estimate, not exact (``genmod eval`` uses :meth:`log_importance_weights` and says so)."""
         return log_mean_exp(self.log_importance_weights(x, k, chunk_size), dim=0)
 
     def sample(self, n: int) -> Tensor:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -62,3 +64,25 @@ def optional(module: str) -> None:
                 f"{module} is not installed, and CI installs every extra: pip install -e '.[{extra}]'"
             )
         pytest.skip(f"needs the {extra} extra: pip install -e '.[{extra}]'")
+
+
+def cli(*args: object, **kwargs: Any) -> subprocess.Popen:
+    """``genmod ARGS`` in a process of its own, for tests that signal or kill it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "genmod", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        **kwargs,
+    )
+
+
+def checkpoint_epoch(path: Path) -> int:
+    """The epochs a checkpoint holds; -1 while none is written."""
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True)["epoch"]
+    except Exception:  # noqa: BLE001 - not written yet
+        return -1

@@ -98,6 +98,6 @@ def test_eval_command_writes_eval_json(tmp_path):
         report["k"] == 50 and report["images"] == 100 and report["split"] == "test" and report["epoch"] == 1
     )
     assert 50 < report["nll"] < report["negative_elbo"] < 400 and report["seconds"] > 0
-    assert "IS negative log-likelihood" in result.output
+    assert "IS-NLL (k=50)" in result.output
     missing = genmod("eval", tmp_path / "nothing")
     assert missing.exit_code == 2 and "does not exist" in missing.output

@@ -225,7 +225,7 @@ def test_a_non_finite_evaluation_is_null_and_named_in_valid_json(tmp_path, data_
     shutil.copytree(PRETRAINED_VAE, shipped)
     (shipped / "eval.json").unlink()
 
-    def diverged(model, images, k, **options):
+    def diverged(model, images, k, *args, **options):
         return evaluation.NLLResult(len(images), k, float("nan"), float("nan"), float("inf"), 0.0, 0.1)
 
     monkeypatch.setattr(evaluation, "importance_sampled_nll", diverged)

@@ -148,7 +148,7 @@ def test_early_stopping_keeps_the_best_epoch_and_eval_refuses_a_model_without_we
     refused = genmod("eval", out, "--plugin", plugin)
     assert refused.exit_code == 2
     (line,) = refused.output.strip().splitlines()
-    assert "does not implement log_importance_weights()" in line
+    assert "has no likelihood or bound to evaluate" in line
 
 
 def test_eval_uses_the_best_checkpoint_unless_asked_for_the_last(tmp_path, registry, data_dir):
@@ -175,9 +175,9 @@ def test_eval_uses_the_best_checkpoint_unless_asked_for_the_last(tmp_path, regis
     [
         (
             ("--set", "train.early_stopping=5"),
-            "early stopping watches the validation -ELBO: set data.validation",
+            "early stopping watches validation/loss: set data.validation",
         ),
-        (("--set", "train.schedule=plateau"), "the plateau schedule watches the validation -ELBO"),
+        (("--set", "train.schedule=plateau"), "the plateau schedule watches validation/loss"),
         (("--set", "train.optimizer=sgd"), "config key 'train.optimizer' = 'sgd'"),
         (("--set", "train.optimiser=adamw"), "did you mean 'train.optimizer'?"),
         (("--set", "train.lr_warmup_epochs=-1"), "config key 'train.lr_warmup_epochs' = -1"),

@@ -13,7 +13,7 @@ import torch
 
 from genmod.config_loader import resolve_run_config
 from genmod.errors import CheckpointError, DataError
-from helpers import genmod, losses, small_run
+from helpers import checkpoint_epoch, cli, genmod, losses, small_run
 
 BROKEN_PLUGIN = "raise ImportError('cannot import name flux_capacitor')\n"
 
@@ -204,24 +204,6 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint
     assert "loss became nan at epoch 2, step 11" in result.output  # 20 steps an epoch
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert len(losses(out)) == 1
-
-
-def cli(*args, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "genmod", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        **kwargs,
-    )
-
-
-def checkpoint_epoch(path: Path) -> int:
-    try:
-        return torch.load(path, weights_only=True)["epoch"]
-    except Exception:  # noqa: BLE001 - not written yet
-        return -1
 
 
 def assert_same_run(a: Path, b: Path) -> None:

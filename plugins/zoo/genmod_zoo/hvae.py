@@ -61,6 +61,7 @@ class _Joint(nn.Module):
 
 class HVAE(GenerativeModel):
     terms = ("reconstruction", "kl_z1", "kl_z2")
+    bound = "-ELBO"
 
     def __init__(
         self,

@@ -38,6 +38,7 @@ class IWAE(VAE):
     """
 
     terms = ()
+    bound = "-IWAE bound"
 
     def __init__(self, *parts, k: int) -> None:
         super().__init__(*parts)
