@@ -28,8 +28,10 @@ _EXPORTS = {
     "Callback": "genmod.callbacks",
     "WeightAveraging": "genmod.callbacks",
     "TrainConfig": "genmod.config",
-    "VAE": "genmod.vae",
-    "ComponentContext": "genmod.specs",
+    "VAE": "genmod.vae.model",
+    "ComponentContext": "genmod.vae.specs",
+    "KindSpec": "genmod.specs",
+    "Probe": "genmod.checks",
     "ComponentSpec": "genmod.specs",
     "DatasetSpec": "genmod.specs",
     "LoggerSpec": "genmod.specs",
@@ -38,15 +40,16 @@ _EXPORTS = {
     "NoOptions": "genmod.specs",
     "ComponentRef": "genmod.config",
     "ModelConfig": "genmod.config",
-    "VAEConfig": "genmod.config",
-    "Decoder": "genmod.components",
-    "Encoder": "genmod.components",
-    "Likelihood": "genmod.components",
-    "Prior": "genmod.components",
-    "diagonal_gaussian": "genmod.components",
-    "ELBOTerms": "genmod.elbo",
-    "kl_term": "genmod.elbo",
-    "log_mean_exp": "genmod.elbo",
+    "VAEConfig": "genmod.vae.config",
+    "LatentConfig": "genmod.vae.config",
+    "Decoder": "genmod.vae.components",
+    "Encoder": "genmod.vae.components",
+    "Likelihood": "genmod.vae.components",
+    "Prior": "genmod.vae.components",
+    "diagonal_gaussian": "genmod.vae.components",
+    "ELBOTerms": "genmod.vae.elbo",
+    "kl_term": "genmod.vae.elbo",
+    "log_mean_exp": "genmod.evaluation",
     "hookimpl": "genmod.hookspecs",
     "Logger": "genmod.loggers",
     "Opened": "genmod.loggers",
@@ -88,16 +91,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
     from genmod.api import dataset, evaluate, export, load, registry, train
     from genmod.bound import Bound
     from genmod.callbacks import Callback, WeightAveraging
-    from genmod.components import (
-        Decoder,
-        Encoder,
-        Likelihood,
-        Prior,
-        diagonal_gaussian,
-    )
-    from genmod.config import ComponentRef, ModelConfig, TrainConfig, VAEConfig
+    from genmod.checks import Probe
+    from genmod.config import ComponentRef, ModelConfig, TrainConfig
     from genmod.data import Data
-    from genmod.elbo import ELBOTerms, kl_term, log_mean_exp
     from genmod.errors import (
         CheckpointError,
         ConfigError,
@@ -106,7 +102,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
         PluginError,
         UntrustedPluginError,
     )
-    from genmod.evaluation import NLLResult
+    from genmod.evaluation import NLLResult, log_mean_exp
     from genmod.hookspecs import hookimpl
     from genmod.loggers import Logger, Opened, RunInfo
     from genmod.metrics import EpochRecord, SplitMetrics
@@ -118,13 +114,17 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
     from genmod.plugins import Registry
     from genmod.runner import Run
     from genmod.specs import (
-        ComponentContext,
         ComponentSpec,
         DatasetSpec,
+        KindSpec,
         LoggerSpec,
         ModelContext,
         ModelSpec,
         NoOptions,
     )
     from genmod.step import Step
-    from genmod.vae import VAE
+    from genmod.vae.components import Decoder, Encoder, Likelihood, Prior, diagonal_gaussian
+    from genmod.vae.config import LatentConfig, VAEConfig
+    from genmod.vae.elbo import ELBOTerms, kl_term
+    from genmod.vae.model import VAE
+    from genmod.vae.specs import ComponentContext

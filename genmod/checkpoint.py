@@ -27,7 +27,8 @@ FORMAT = "genmod-checkpoint"
 FORMAT_VERSION = 3
 FILENAME = "checkpoint.pt"
 BEST = "best.pt"
-"""The weights of the epoch with the best validation -ELBO, beside the last checkpoint."""
+"""The weights of the epoch with the best ``train.monitor`` (by default the validation bound),
+beside the last checkpoint."""
 WEIGHTS_FORMAT = "genmod-weights"
 EXPORTED_SUFFIX = ".safetensors"
 """Weights exported by ``genmod export``: tensors, with the resolved config as metadata."""
@@ -44,7 +45,8 @@ class Position(TypedDict):
 
 
 class Best(TypedDict):
-    """The best validation -ELBO so far, for early stopping and ``best.pt``."""
+    """The best value of ``train.monitor`` so far (``loss``, whatever the metric), for early
+    stopping and ``best.pt``."""
 
     epoch: int
     loss: float

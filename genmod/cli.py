@@ -32,7 +32,6 @@ from rich.text import Text
 from genmod import __version__
 from genmod.config import MAX_GRID, MAX_K, ComponentRef, DataConfig, Precision, TrainConfig
 from genmod.errors import ConfigError, DataError, GenmodError, UnknownNameError
-from genmod.scaffold import new_plugin
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -191,14 +190,6 @@ def _print_plugin_problems(registry: Registry) -> None:
         console.print(f"[yellow]override[/]: {escape(override.describe())}", highlight=False, soft_wrap=True)
 
 
-def _check_kind(kind: str | None) -> None:
-    from genmod.kinds import KINDS
-
-    names = [k.name for k in KINDS]
-    if kind is not None and kind not in names:
-        raise ConfigError(f"unknown kind '{kind}': use one of {', '.join(names)}")
-
-
 @app.command("list")
 @_user_errors
 def list_command(
@@ -211,7 +202,6 @@ def list_command(
     """List registered models, components and datasets.
 
     Also names plugins that failed to load, conflicting names and overrides."""
-    _check_kind(kind)
     registry = _registry(plugin, diagnose=True)
     entries = registry.entries(kind)
     if as_json:
@@ -266,10 +256,8 @@ def plugins_command(
 
     For each loaded plugin: its version, the hooks it implements and how many things of each
     kind it registered; then the plugins that failed to load, with their error."""
-    from genmod.kinds import KINDS
-
     registry = _registry(plugin, diagnose=True)
-    plural: dict[str, str] = {k.name: k.plural for k in KINDS}
+    plural: dict[str, str] = {k.name: k.plural for k in registry.kinds.values()}
     if as_json:
         listed = [
             {
@@ -629,24 +617,22 @@ def manifold(
 ) -> None:
     """Decode a grid over a 2-D latent space.
 
-    For models with 2 latents."""
+    For latent-variable models with 2 latents (the VAE family's)."""
     import torch
 
     from genmod import artifacts
 
     _, config, model, _, _ = _trained(run_dir, plugin, device, checkpoint, trust_plugins=trust_plugins)
-    latent_dim = getattr(config.model, "latent_dim", None)
-    decode = getattr(model, "decode", None)
-    if latent_dim != 2 or not callable(decode):
+    draw = getattr(model, "manifold", None)
+    if not callable(draw):
         raise ConfigError(
-            f"the latent manifold needs a model with 2 latents; this one has {latent_dim}: "
-            "train one with --set model.latent_dim=2"
+            f"model '{config.model.name}' ({type(model).__name__}) has no 2-D latent space to draw a manifold of"
         )
-    # Evenly spaced quantiles of N(0, 1), as in Kingma & Welling (2014), figure 4.
-    axis = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, size))
-    grid = torch.stack(torch.meshgrid(axis, axis.flip(0), indexing="xy"), dim=-1).reshape(-1, 2)
-    with torch.inference_mode():
-        images = decode(grid.to(next(model.parameters()).device))
+    try:
+        with torch.inference_mode():
+            images = draw(size)
+    except ValueError as exc:
+        raise ConfigError(f"model '{config.model.name}' has no 2-D latent space: {exc}") from None
     path = output or artifacts.beside(run_dir, "manifold.png")
     artifacts.save_grid(images, path, nrow=size)
     console.print(f"saved a {size}x{size} latent manifold to {path}", highlight=False)
@@ -804,6 +790,12 @@ def info(
             console.print(_schema(entry.spec.config, "model section"), highlight=False)
         elif entry.kind == "dataset":
             console.print(f"  data root: {entry.spec.expects}", highlight=False)
+        elif entry.kind == "kind":
+            base = entry.spec.base
+            console.print(
+                f"  components: registered with {entry.spec.hook}; each builds a {base.__module__}.{base.__name__}",
+                highlight=False,
+            )
         else:
             console.print(
                 _schema(entry.spec.options, f"options ({entry.kind}: {{name: {entry.name}, ...}})"),
@@ -878,6 +870,8 @@ def new_plugin_command(
     """Create a plugin package to start from.
 
     An installable package with an example prior, a model, its recipe and offline tests."""
+    from genmod.vae.scaffold import new_plugin  # the scaffold is a VAE-family plugin
+
     root = new_plugin(name, directory)
     console.print(f"created {root}\nnext: pip install -e {root} && genmod list", highlight=False)
 

@@ -21,7 +21,6 @@ from genmod.checkpoint import EXPORTED_SUFFIX, read_exported_config
 from genmod.config import ComponentRef, RunConfig
 from genmod.data import DATA_DIR_ENV
 from genmod.errors import ConfigError
-from genmod.kinds import COMPONENT_KINDS
 from genmod.plugins import Registry
 
 
@@ -147,7 +146,7 @@ def validate_run_config(raw: dict[str, Any], registry: Registry) -> RunConfig:
 
 def _check_components(config: RunConfig, registry: Registry) -> None:
     """Validate every component the model config names, before any work is done."""
-    kinds = {kind.name for kind in COMPONENT_KINDS}
+    kinds = {kind.name for kind in registry.component_kinds()}
     for field, value in config.model:
         if isinstance(value, ComponentRef) and field in kinds:
             try:

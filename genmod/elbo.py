@@ -1,47 +1,7 @@
-"""The evidence lower bound and the importance-sampled log-likelihood.
+"""The import path of plugin API 0.2 for the ELBO helpers, which live in :mod:`genmod.vae.elbo`
+since 0.3 (``log_mean_exp`` in :mod:`genmod.evaluation`; import them from :mod:`genmod`)."""
 
-All quantities are per example, in nats. Each posterior sample is one reparameterized draw
-``z = mu + sigma * eps``: the seed notebook averaged two draws while its KL assumed one,
-which makes its reported loss a biased estimate of no bound at all.
-"""
+from genmod.evaluation import log_mean_exp
+from genmod.vae.elbo import ELBOTerms, kl_term
 
-from __future__ import annotations
-
-import math
-from dataclasses import dataclass
-
-import torch
-from torch import Tensor
-from torch.distributions import Distribution
-
-
-@dataclass(frozen=True)
-class ELBOTerms:
-    """Per-example parts of the negative ELBO: ``-ELBO = reconstruction + kl``."""
-
-    reconstruction: Tensor
-    """``-log p(x|z)`` for one reparameterized ``z ~ q(z|x)``."""
-    kl: Tensor
-    """``KL(q(z|x) || p(z))``: analytic when torch knows the pair, else one-sample Monte Carlo."""
-
-    @property
-    def negative_elbo(self) -> Tensor:
-        return self.reconstruction + self.kl
-
-
-def kl_term(posterior: Distribution, prior: Distribution, z: Tensor) -> Tensor:
-    """``KL(q || p)`` per example: analytic if the pair is registered with torch's KL registry
-    (``torch.distributions.kl.register_kl``), else the one-sample estimate ``log q(z) - log p(z)``.
-
-    ``prior`` is the distribution itself, built once per step by the caller: a prior such as the
-    VampPrior encodes all its pseudo-inputs to build it.
-    """
-    try:
-        return torch.distributions.kl_divergence(posterior, prior)
-    except NotImplementedError:
-        return posterior.log_prob(z) - prior.log_prob(z)
-
-
-def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
-    """``log(mean(exp(log_w)))`` along ``dim`` without overflow."""
-    return torch.logsumexp(log_w, dim=dim) - math.log(log_w.shape[dim])
+__all__ = ["ELBOTerms", "kl_term", "log_mean_exp"]

@@ -18,7 +18,6 @@ from torch import Tensor
 
 from genmod.config import Compile, Precision
 from genmod.data import as_float
-from genmod.elbo import log_mean_exp
 from genmod.errors import ConfigError
 from genmod.metrics import bits_per_dim
 from genmod.model import GenerativeModel
@@ -69,7 +68,8 @@ class NLLResult:
     """The figure :attr:`quantity` names: an estimate of, or an upper bound on, -log p(x)."""
     nll_se: float
     negative_elbo: float | None
-    """The -ELBO from the same importance samples (IS-NLL only)."""
+    """The -ELBO from the same importance samples (IS-NLL only: the mean log weight of any
+    latent-variable model is its ELBO)."""
     negative_elbo_se: float | None
     seconds: float
     precision: str = "fp32"
@@ -88,6 +88,11 @@ class NLLResult:
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
+
+
+def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
+    """``log(mean(exp(log_w)))`` along ``dim`` without overflow."""
+    return torch.logsumexp(log_w, dim=dim) - math.log(log_w.shape[dim])
 
 
 def _mean_and_se(values: Tensor) -> tuple[float, float]:

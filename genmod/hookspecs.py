@@ -11,9 +11,12 @@ callback and calls it once per thing it provides::
         register(ModelSpec(name="my-vae", config=MyConfig, build=build_my_vae))
 
 pluggy calls every plugin's implementation of a hook in one call, so ``@hookimpl(tryfirst=True)``,
-``trylast`` and hook wrappers work as pluggy documents. A function whose name is not one of the
-hooks below, or whose parameters are not ``register``, makes its plugin fail to load, with a
-"did you mean" suggestion: genmod never ignores a hook implementation silently.
+``trylast`` and hook wrappers work as pluggy documents. Besides the hooks below, each kind of
+component a model family declares (``register_kinds``) has its hook, ``register_{plural}``:
+the VAE family's ``register_encoders``, ``register_decoders``, ``register_priors`` and
+``register_likelihoods``. A function whose name is not a hook, or whose parameters are not
+``register``, makes its plugin fail to load, with a "did you mean" suggestion: genmod never
+ignores a hook implementation silently.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from genmod.specs import ComponentSpec, DatasetSpec, LoggerSpec, ModelSpec
+    from genmod.specs import ComponentSpec, DatasetSpec, KindSpec, LoggerSpec, ModelSpec
 
 PROJECT = "genmod"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -41,39 +44,29 @@ def register_models(register: Callable[[ModelSpec], None]) -> None:
 
 
 @hookspec
-def register_encoders(register: Callable[[ComponentSpec], None]) -> None:
-    """Register encoders.
+def register_kinds(register: Callable[[KindSpec], None]) -> None:
+    """Register the kinds of swappable component a model family is composed of.
 
-    :param register: call ``register(ComponentSpec(...))`` once per encoder; its ``build``
-        returns a :class:`genmod.Encoder`.
+    :param register: call ``register(KindSpec(...))`` once per kind. Plugins then register
+        components of it through the hook ``register_{plural}`` (``register_priors`` for the
+        VAE family's priors), which takes ``register`` like the others; its
+        ``ComponentSpec``'s ``build`` returns a ``KindSpec.base``.
     """
 
 
-@hookspec
-def register_decoders(register: Callable[[ComponentSpec], None]) -> None:
-    """Register decoders.
+def component_hookspec(declared: KindSpec) -> type:
+    """The hookspec of a declared kind's hook, for ``PluginManager.add_hookspecs``."""
 
-    :param register: call ``register(ComponentSpec(...))`` once per decoder; its ``build``
-        returns a :class:`genmod.Decoder`.
-    """
+    def register_components(register: Callable[[ComponentSpec], None]) -> None:
+        pass
 
-
-@hookspec
-def register_priors(register: Callable[[ComponentSpec], None]) -> None:
-    """Register priors.
-
-    :param register: call ``register(ComponentSpec(...))`` once per prior; its ``build``
-        returns a :class:`genmod.Prior`.
-    """
-
-
-@hookspec
-def register_likelihoods(register: Callable[[ComponentSpec], None]) -> None:
-    """Register likelihoods.
-
-    :param register: call ``register(ComponentSpec(...))`` once per likelihood; its ``build``
-        returns a :class:`genmod.Likelihood`.
-    """
+    register_components.__name__ = register_components.__qualname__ = declared.hook
+    register_components.__doc__ = (
+        f"Register {declared.plural} ({declared.description}).\n\n"
+        f":param register: call ``register(ComponentSpec(...))`` once per {declared.name}; its "
+        f"``build`` returns a {declared.base.__module__}.{declared.base.__name__}."
+    )
+    return type(f"{declared.name}_hooks", (), {declared.hook: staticmethod(hookspec(register_components))})
 
 
 @hookspec

@@ -1,81 +1,70 @@
-"""The one table of what plugins can register.
+"""The one table of what plugins can register, and the rows model families add to it.
 
 Each kind names its hook, the spec type ``register`` accepts, the class what it builds must
-subclass, and a description. The registry, the checks on what hooks register,
-``genmod list --kind``, ``genmod plugins`` and the probe all read this table, so a new kind is
-one hookspec and one row here.
+subclass, and a description. genmod's own kinds are the rows below; a family declares the
+kinds of component its models are composed of with ``register_kinds`` (the VAE family its
+encoder, decoder, prior and likelihood), and each becomes a row like these. The registry, the
+checks on what hooks register, ``genmod list --kind``, ``genmod plugins``, ``--set`` and the
+probe all read the rows, so a new kind is one row here or one ``KindSpec`` in a family.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from genmod import hookspecs
-from genmod.components import Decoder, Encoder, Likelihood, Prior
 from genmod.loggers import Logger
 from genmod.model import GenerativeModel
-from genmod.specs import ComponentSpec, DatasetSpec, LoggerSpec, ModelSpec
-
-KindName = Literal["model", "encoder", "decoder", "prior", "likelihood", "dataset", "logger"]
+from genmod.specs import ComponentSpec, DatasetSpec, KindSpec, LoggerSpec, ModelSpec
 
 
 @dataclass(frozen=True, kw_only=True)
 class Kind:
-    name: KindName
+    name: str
     plural: str
     hook: str
     spec: type
     base: type | None
     """What the spec's ``build`` must return (``None``: a tensor, for datasets)."""
     description: str
+    declared: KindSpec | None = None
+    """For a component kind, the family's declaration."""
 
     @property
     def is_component(self) -> bool:
-        return self.spec is ComponentSpec
+        return self.declared is not None
+
+    @classmethod
+    def of_component(cls, declared: KindSpec) -> Kind:
+        """The row of a component kind a family declared."""
+        return cls(
+            name=declared.name,
+            plural=declared.plural,
+            hook=declared.hook,
+            spec=ComponentSpec,
+            base=declared.base,
+            description=declared.description,
+            declared=declared,
+        )
 
 
-KINDS: tuple[Kind, ...] = (
-    Kind(
-        name="model",
-        plural="models",
-        hook=hookspecs.register_models.__name__,
-        spec=ModelSpec,
-        base=GenerativeModel,
-        description="a whole model with its config class and recipe",
-    ),
-    Kind(
-        name="encoder",
-        plural="encoders",
-        hook=hookspecs.register_encoders.__name__,
-        spec=ComponentSpec,
-        base=Encoder,
-        description="q(z|x): images to a distribution over latents",
-    ),
-    Kind(
-        name="decoder",
-        plural="decoders",
-        hook=hookspecs.register_decoders.__name__,
-        spec=ComponentSpec,
-        base=Decoder,
-        description="latents to the parameters of p(x|z)",
-    ),
-    Kind(
-        name="prior",
-        plural="priors",
-        hook=hookspecs.register_priors.__name__,
-        spec=ComponentSpec,
-        base=Prior,
-        description="p(z)",
-    ),
-    Kind(
-        name="likelihood",
-        plural="likelihoods",
-        hook=hookspecs.register_likelihoods.__name__,
-        spec=ComponentSpec,
-        base=Likelihood,
-        description="p(x|z) from decoder output",
-    ),
+MODEL = Kind(
+    name="model",
+    plural="models",
+    hook=hookspecs.register_models.__name__,
+    spec=ModelSpec,
+    base=GenerativeModel,
+    description="a whole model with its config class and recipe",
+)
+KIND = Kind(
+    name="kind",
+    plural="kinds",
+    hook=hookspecs.register_kinds.__name__,
+    spec=KindSpec,
+    base=None,
+    description="a kind of component a model family is composed of",
+)
+AFTER_COMPONENTS = (
     Kind(
         name="dataset",
         plural="datasets",
@@ -93,7 +82,4 @@ KINDS: tuple[Kind, ...] = (
         description="an experiment tracker a run reports to",
     ),
 )
-
-BY_NAME: dict[str, Kind] = {kind.name: kind for kind in KINDS}
-BY_HOOK: dict[str, Kind] = {kind.hook: kind for kind in KINDS}
-COMPONENT_KINDS: tuple[Kind, ...] = tuple(kind for kind in KINDS if kind.is_component)
+"""Listed after the families' component kinds, which come after models."""

@@ -30,6 +30,7 @@ from genmod.bound import Bound
 
 if TYPE_CHECKING:
     from genmod.callbacks import Callback
+    from genmod.checks import Probe
     from genmod.config import TrainConfig
     from genmod.optim import OptimizerFactory
     from genmod.step import Step
@@ -171,6 +172,11 @@ class GenerativeModel(nn.Module, metaclass=abc.ABCMeta):
         """The bound ``genmod eval`` reports, where it differs from training's (optional: a
         diffusion model's bound summed over all timesteps, where training draws one)."""
         raise NotImplementedError(f"{type(self).__name__} has no evaluation bound")
+
+    def check_parts(self, x: Tensor, probe: Probe) -> None:
+        """Check the model's own parts on ``x`` (two images as training feeds them) before the
+        first step, reporting a broken one through ``probe`` with the plugin it came from
+        (optional: a family's parts, such as a VAE's four)."""
 
     @classmethod
     def can(cls, method: str) -> bool:

@@ -7,7 +7,9 @@ with parameters the hook does not pass, is a failure of that plugin. Each kind's
 called once through pluggy, so ``tryfirst``/``trylast`` and hook wrappers work.
 
 One broken plugin never breaks the others: a plugin that fails to import or whose hook raises
-is recorded as a failure and everything it registered is dropped. Two plugins registering one
+is recorded as a failure and everything it registered is dropped. The kinds model families
+declare (``register_kinds``) are collected first, so that their hooks are checked and called
+like genmod's own. Two plugins registering one
 name make that name a conflict that is an error only when it is used; an explicit plugin file
 deliberately overrides a name an installed plugin registers.
 """
@@ -35,9 +37,9 @@ from torch import nn
 from genmod import hookspecs
 from genmod.config import ComponentRef
 from genmod.errors import ConfigError, GenmodError, PluginError, UnknownNameError, one_line
-from genmod.kinds import BY_NAME, KINDS, Kind
+from genmod.kinds import AFTER_COMPONENTS, KIND, MODEL, Kind
 from genmod.loggers import Logger
-from genmod.specs import ComponentContext, DatasetSpec, ModelSpec
+from genmod.specs import DatasetSpec, KindSpec, ModelSpec
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,11 +117,35 @@ class Registry:
     failures: list[PluginFailure] = field(default_factory=list)
     conflicts: dict[tuple[str, str], Conflict] = field(default_factory=dict)
     overrides: list[Override] = field(default_factory=list)
-    _entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k.name: {} for k in KINDS})
+    kinds: dict[str, Kind] = field(
+        default_factory=lambda: {k.name: k for k in (MODEL, *AFTER_COMPONENTS, KIND)}
+    )
+    """Every kind, in listing order: models, the families' component kinds, datasets, loggers,
+    then the kinds themselves."""
+    _entries: dict[str, dict[str, Entry]] = field(default_factory=dict)
     _origins: weakref.WeakKeyDictionary[nn.Module, str] = field(default_factory=weakref.WeakKeyDictionary)
 
+    def add_kind(self, kind: Kind) -> None:
+        """Add a family's component kind, listed after the models and the kinds before it."""
+        rows = list(self.kinds.values())
+        at = 1 + sum(1 for row in rows if row.is_component)
+        self.kinds = {row.name: row for row in (*rows[:at], kind, *rows[at:])}
+
+    def component_kinds(self) -> list[Kind]:
+        return [kind for kind in self.kinds.values() if kind.is_component]
+
+    def component_contexts(self) -> dict[str, KindSpec]:
+        """The families' declarations of their component kinds, by name (for ModelContext)."""
+        return {kind.name: kind.declared for kind in self.kinds.values() if kind.declared is not None}
+
+    def check_kind(self, kind: str) -> Kind:
+        """The kind named ``kind``; one line naming the kinds there are otherwise."""
+        if kind not in self.kinds:
+            raise ConfigError(f"unknown kind '{kind}': use one of {', '.join(self.kinds)}")
+        return self.kinds[kind]
+
     def add(self, entry: Entry) -> None:
-        table = self._entries[entry.kind]
+        table = self._entries.setdefault(entry.kind, {})
         key = (entry.kind, entry.name)
         if key in self.conflicts:
             old = self.conflicts[key]
@@ -138,11 +164,11 @@ class Registry:
             self.conflicts[key] = Conflict(entry.kind, entry.name, _by_name(existing.plugin, entry.plugin))
 
     def entries(self, kind: str | None = None) -> list[Entry]:
-        kinds = [k.name for k in KINDS] if kind is None else [kind]
-        return [self._entries[k][n] for k in kinds for n in sorted(self._entries[k])]
+        kinds = list(self.kinds) if kind is None else [self.check_kind(kind).name]
+        return [self._entries[k][n] for k in kinds for n in sorted(self._entries.get(k, {}))]
 
     def get(self, kind: str, name: str) -> Entry:
-        table = self._entries[kind]
+        table = self._entries.get(self.check_kind(kind).name, {})
         if name in table:
             return table[name]
         conflict = self.conflicts.get((kind, name))
@@ -181,7 +207,7 @@ class Registry:
         """
         return self.get(kind, ref.name).spec.options.model_validate(ref.options)
 
-    def build_component(self, kind: str, ref: ComponentRef, context: ComponentContext) -> nn.Module:
+    def build_component(self, kind: str, ref: ComponentRef, context: Any) -> nn.Module:
         """Build the component ``ref`` names, refusing one that does not honour its interface."""
         module: nn.Module = self._build(kind, ref, lambda spec, options: spec.build(options, context))
         self._origins[module] = self.get(kind, ref.name).plugin.name
@@ -209,7 +235,7 @@ class Registry:
             raise PluginError(
                 f"plugin '{entry.plugin.name}': {kind} '{ref.name}' could not be built: {one_line(exc)}"
             ) from None
-        expected = BY_NAME[kind].base
+        expected = self.kinds[kind].base
         assert expected is not None
         if not isinstance(built, expected):
             raise PluginError(
@@ -256,11 +282,15 @@ def _load_file_plugin(path: Path) -> ModuleType:
 
 def _discover(files: Sequence[Path]) -> Iterator[tuple[PluginInfo, Callable[[], object]]]:
     # Sorted, so that pluggy's call order, and every listing, is the same on every machine.
-    for ep in sorted(
+    found = sorted(
         entry_points(group=hookspecs.PROJECT), key=lambda ep: (ep.dist.name if ep.dist else "", ep.name)
-    ):
+    )
+    per_distribution = Counter(ep.dist.name if ep.dist else ep.name for ep in found)
+    for ep in found:
         dist = ep.dist
         name = dist.name if dist else ep.name
+        if per_distribution[name] > 1:  # genmod's own: its built-ins and the VAE family
+            name = f"{name} ({ep.name})"
         info = PluginInfo(name=name, version=dist.version if dist else "?", key=f"{name}:{ep.name}")
         yield info, ep.load
     for path in files:
@@ -268,9 +298,9 @@ def _discover(files: Sequence[Path]) -> Iterator[tuple[PluginInfo, Callable[[], 
         yield info, functools.partial(_load_file_plugin, Path(path))
 
 
-def _check_hooks(manager: pluggy.PluginManager, module: object) -> None:
-    """pytest's ``check_pending`` for one plugin, plus hook-named functions missing ``@hookimpl``."""
-    hooks = [kind.hook for kind in KINDS]
+def _check_hooks(manager: pluggy.PluginManager, module: object, hooks: list[str]) -> None:
+    """pytest's ``check_pending`` for one plugin, plus hook-named functions missing ``@hookimpl``;
+    ``hooks``: those of every kind."""
     for caller in manager.get_hookcallers(module) or []:
         unknown = [i for i in caller.get_hookimpls() if i.plugin is module and not i.optionalhook]
         if not caller.has_spec() and unknown:
@@ -311,9 +341,12 @@ def _traceback(tb: TracebackType | None) -> Iterator[FrameType]:
 
 
 def _call_hooks(
-    manager: pluggy.PluginManager, loaded: dict[str, PluginInfo], failures: list[PluginFailure]
+    manager: pluggy.PluginManager,
+    loaded: dict[str, PluginInfo],
+    failures: list[PluginFailure],
+    kinds: Sequence[Kind],
 ) -> list[Entry]:
-    """Call every kind's hook once through pluggy and return what was registered, by whom.
+    """Call each of ``kinds``' hooks once through pluggy and return what was registered, by whom.
 
     pluggy calls all implementations in one go, so the plugin behind each ``register`` call is
     the hook implementation on the call stack. A plugin whose hook raises is unregistered and
@@ -322,14 +355,14 @@ def _call_hooks(
     while True:
         codes = {
             id(impl.function.__code__): impl.plugin_name
-            for kind in KINDS
+            for kind in kinds
             for impl in getattr(manager.hook, kind.hook).get_hookimpls()
             if hasattr(impl.function, "__code__")
         }
         staged: list[Entry] = []
         kind: Kind | None = None
         try:
-            for kind in KINDS:
+            for kind in kinds:
                 getattr(manager.hook, kind.hook)(register=_registrar(kind, codes, loaded, staged))
             return staged
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - plugin code: drop the plugin, keep the rest
@@ -366,7 +399,6 @@ def load_registry(plugin_files: Sequence[Path] = ()) -> Registry:
         try:
             module = load()
             manager.register(module, name=info.key)
-            _check_hooks(manager, module)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - any plugin bug must not break the CLI
             # sys.exit() in a plugin's import would otherwise end every command, silently.
             if manager.has_plugin(info.key):
@@ -379,11 +411,53 @@ def load_registry(plugin_files: Sequence[Path] = ()) -> Registry:
             registry.failures.append(PluginFailure(info, reason))
             continue
         loaded[info.key] = info
-    staged = _call_hooks(manager, loaded, registry.failures)
+    # The families' kinds first: their hooks must exist before the plugins are checked.
+    staged = _call_hooks(manager, loaded, registry.failures, [KIND])
+    for entry in staged:
+        _add_component_hook(manager, entry.spec, loaded, registry)
+    hooks = [kind.hook for kind in registry.kinds.values()]
+    hooks += [entry.spec.hook for entry in staged]
+    for key in list(loaded):
+        try:
+            _check_hooks(manager, manager.get_plugin(key), hooks)
+        except PluginError as exc:
+            manager.unregister(name=key)
+            registry.failures.append(PluginFailure(loaded.pop(key), str(exc)))
+    staged = [entry for entry in staged if entry.plugin in loaded.values()]
     for entry in staged:
         registry.add(entry)
+    kept = registry.entries("kind")  # in the order the families declared them: their listing order
+    for entry in sorted(kept, key=lambda e: next(i for i, s in enumerate(staged) if s is e)):
+        if entry.name in registry.kinds:
+            registry.failures.append(
+                PluginFailure(entry.plugin, f"register_kinds: kind '{entry.name}' is one of genmod's own")
+            )
+        else:
+            registry.add_kind(Kind.of_component(entry.spec))
+    others = [kind for kind in registry.kinds.values() if kind is not KIND]
+    staged += _call_hooks(manager, loaded, registry.failures, others)
+    for entry in staged:
+        if entry.kind != "kind":
+            registry.add(entry)
     for key, info in loaded.items():
         callers = manager.get_hookcallers(manager.get_plugin(key)) or []
         counts = Counter(entry.kind for entry in staged if entry.plugin is info)
         registry.plugins.append(LoadedPlugin(info, tuple(sorted(c.name for c in callers)), dict(counts)))
     return registry
+
+
+def _add_component_hook(
+    manager: pluggy.PluginManager, declared: KindSpec, loaded: dict[str, PluginInfo], registry: Registry
+) -> None:
+    """Add the hookspec of a declared kind; a plugin whose implementation of that hook takes
+    other parameters than ``register`` fails, as it would against genmod's own hooks."""
+    caller = getattr(manager.hook, declared.hook, None)
+    if caller is not None and caller.has_spec():
+        return  # declared twice: the registry names the conflict
+    for impl in caller.get_hookimpls() if caller is not None else []:
+        extra = sorted(set(impl.argnames) - {"register"})
+        if extra and impl.plugin_name in loaded:
+            manager.unregister(name=impl.plugin_name)
+            error = f"{declared.hook} takes {', '.join(extra)}, which the hook does not pass (only register)"
+            registry.failures.append(PluginFailure(loaded.pop(impl.plugin_name), error))
+    manager.add_hookspecs(hookspecs.component_hookspec(declared))

@@ -42,7 +42,7 @@ class RunReporter:
         first_epoch: int,
         resumed: bool,
         dims: int | None = None,
-        quantity: str | None = "-ELBO",
+        quantity: str | None = "bound",
     ) -> None:
         """``where``: the device, and the processes and backend when there are several;
         ``arithmetic``: the layers' precision, and whether the model is compiled; ``dims``:

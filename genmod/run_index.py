@@ -34,7 +34,7 @@ class RunSummary:
     """Its value."""
     nll_epoch: int | None = None
     """The epoch whose weights ``eval.json`` evaluated."""
-    quantity: str | None = "-ELBO"
+    quantity: str | None = "bound"
     """What :attr:`test_loss` is (the model's bound; ``None``: it has none)."""
     monitor: str = "validation/loss"
     nll_quantity: str = "IS-NLL"
@@ -93,7 +93,7 @@ def summarize(run_dir: Path) -> RunSummary | None:
         best_epoch=None if best is None else best[1].epoch,
         best_validation=None if best is None else best[0],
         nll_epoch=evaluation.get("epoch"),
-        quantity=history[-1].quantity if history else "-ELBO",
+        quantity=history[-1].quantity if history else "bound",
         monitor=monitor,
         nll_quantity=str(evaluation.get("quantity", "IS-NLL")),
         nll_images=evaluation.get("images"),

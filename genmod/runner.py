@@ -166,7 +166,10 @@ def build_model(
     entry = registry.get("model", config.model.name)
     check_build_signature(entry)
     context = ModelContext(
-        data_shape=tuple(data_shape), build_component=registry.build_component, levels=data_levels
+        data_shape=tuple(data_shape),
+        build_component=registry.build_component,
+        levels=data_levels,
+        kinds=registry.component_contexts(),
     )
     model = entry.spec.build(config.model, context)
     if not isinstance(model, GenerativeModel):

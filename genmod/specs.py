@@ -1,4 +1,4 @@
-"""What plugins register (models, components, datasets) and the context each is built in.
+"""What plugins register (models, components, datasets, kinds) and the context each is built in.
 
 Every spec is a frozen, keyword-only dataclass whose ``build`` callable makes the thing it
 names: ``ComponentSpec(name="laplace", build=..., options=LaplaceOptions)``.
@@ -6,24 +6,24 @@ names: ``ComponentSpec(name="laplace", build=..., options=LaplaceOptions)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
+
+from genmod.errors import ConfigError
+from genmod.vae.specs import VAEHelpers  # 0.2 model plugins call context.prior(...) and the like
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from genmod.components import Decoder, Encoder, Likelihood, Prior
-    from genmod.config import ComponentRef, ModelConfig, VAEConfig
+    from genmod.config import ComponentRef, ModelConfig
     from genmod.loggers import Logger
     from genmod.model import GenerativeModel
     from genmod.streaming import StreamingImages
-
-ComponentKind = Literal["encoder", "decoder", "prior", "likelihood"]
 
 
 class NoOptions(BaseModel):
@@ -33,32 +33,18 @@ class NoOptions(BaseModel):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ComponentContext:
-    """What a component's ``build`` may need besides its own options."""
-
-    data_shape: tuple[int, ...]
-    latent_dim: int
-    encoder: Encoder | None = None
-    """The model's encoder, for priors defined through it (e.g. the VampPrior)."""
-    params_shape: tuple[int, ...] = ()
-    """What a decoder emits per example: its model's likelihood's
-    :meth:`~genmod.Likelihood.params_shape` (the data shape when not given)."""
-
-    def __post_init__(self) -> None:
-        if not self.params_shape:
-            object.__setattr__(self, "params_shape", self.data_shape)
-
-
-@dataclass(frozen=True, kw_only=True)
 class ComponentSpec:
-    """A named encoder, decoder, prior or likelihood.
+    """A named component of a kind a model family declares (:class:`KindSpec`): a VAE's prior,
+    a flow's coupling layer.
 
     ``build(options, context)`` returns the module; ``options`` is an instance of the pydantic
-    class ``options``, validated from the mapping form of a :class:`~genmod.ComponentRef`.
+    class ``options``, validated from the mapping form of a :class:`~genmod.ComponentRef`, and
+    ``context`` is what the kind's family makes for it (a VAE's
+    :class:`~genmod.ComponentContext`).
     """
 
     name: str
-    build: Callable[[Any, ComponentContext], nn.Module]
+    build: Callable[[Any, Any], nn.Module]
     options: type[BaseModel] = NoOptions
     description: str = ""
 
@@ -112,43 +98,64 @@ class LoggerSpec:
     description: str = ""
 
 
-BuildComponent = Callable[["ComponentKind", "ComponentRef", ComponentContext], "nn.Module"]
+@dataclass(frozen=True, kw_only=True)
+class KindSpec:
+    """A kind of swappable component a model family is composed of, registered by the family's
+    plugin (``register_kinds``): plugins then register components of it through the hook
+    ``register_{plural}``, and they appear in ``genmod list``, ``info``, ``plugins`` and
+    ``--set model.NAME=...`` like every kind.
+
+    ``context(model_context, *args, **kwargs)`` makes what a component's ``build`` receives from
+    :meth:`ModelContext.component`'s extra arguments (the VAE family's take ``latent_dim``).
+    """
+
+    name: str
+    plural: str
+    base: type
+    """What every component of the kind must subclass."""
+    context: Callable[..., Any]
+    description: str = ""
+
+    @property
+    def hook(self) -> str:
+        return f"register_{self.plural}"
+
+
+BuildComponent = Callable[[str, "ComponentRef", Any], "nn.Module"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class ModelContext:
+class ModelContext(VAEHelpers):
     """Handed to a model's ``build``: the data's shape and levels, and the registered
     components by name."""
 
     data_shape: tuple[int, ...]
     build_component: BuildComponent = field(repr=False)
     """``build_component(kind, ref, context)``: the registered component ``ref`` names, checked
-    against its interface."""
+    against its kind's interface."""
     levels: int | None = None
     """The values each pixel takes as training feeds it: 2 for binarized images
     (``data.binarize``), 256 for 8-bit ones, ``None`` for continuous ones or when unknown
     (a model rebuilt from an exported file)."""
+    kinds: Mapping[str, KindSpec] = field(default_factory=dict, repr=False)
+    """The component kinds the families declared, by name (the registry's)."""
 
-    def component(
-        self, kind: ComponentKind, ref: ComponentRef, latent_dim: int, encoder: Encoder | None = None
-    ) -> nn.Module:
-        """Build the registered component ``ref`` of ``kind``."""
-        context = ComponentContext(data_shape=self.data_shape, latent_dim=latent_dim, encoder=encoder)
-        return self.build_component(kind, ref, context)
+    def component(self, kind: str, ref: ComponentRef, *args: Any, **kwargs: Any) -> nn.Module:
+        """Build the registered component ``ref`` of ``kind``, in the context its family makes
+        from ``args`` and ``kwargs`` (:attr:`KindSpec.context`)."""
+        try:
+            declared = self.kinds[kind]
+        except KeyError:
+            raise ConfigError(
+                f"unknown component kind '{kind}': use one of {', '.join(self.kinds)}"
+            ) from None
+        return self.build_component(kind, ref, declared.context(self, *args, **kwargs))
 
-    def prior(self, config: VAEConfig, encoder: Encoder) -> Prior:
-        """The prior named by ``config.prior``."""
-        return self.component("prior", config.prior, config.latent_dim, encoder)  # type: ignore[return-value]
 
-    def likelihood(self, config: VAEConfig) -> Likelihood:
-        """The likelihood named by ``config.likelihood``."""
-        return self.component("likelihood", config.likelihood, config.latent_dim)  # type: ignore[return-value]
+def __getattr__(name: str) -> Any:
+    # genmod.specs.ComponentContext, the import path of plugin API 0.2: it is the VAE family's.
+    if name == "ComponentContext":
+        from genmod.vae.specs import ComponentContext
 
-    def decoder(self, ref: ComponentRef, latent_dim: int, likelihood: Likelihood) -> Decoder:
-        """The decoder ``ref`` names, emitting the parameters ``likelihood`` reads."""
-        context = ComponentContext(
-            data_shape=self.data_shape,
-            latent_dim=latent_dim,
-            params_shape=likelihood.params_shape(self.data_shape),
-        )
-        return self.build_component("decoder", ref, context)  # type: ignore[return-value]
+        return ComponentContext
+    raise AttributeError(f"module 'genmod.specs' has no attribute '{name}'")

@@ -29,7 +29,9 @@ def test_implementing_the_method_is_enough():
 
 
 def test_vae_refuses_parts_of_the_wrong_kind(registry):
-    context = ModelContext(data_shape=(1, 28, 28), build_component=registry.build_component)
+    context = ModelContext(
+        data_shape=(1, 28, 28), build_component=registry.build_component, kinds=registry.component_contexts()
+    )
     config = VAEConfig(name="x", latent_dim=2)
     prior, likelihood = context.prior(config, None), context.likelihood(config)
     with pytest.raises(TypeError, match="expects a genmod.Encoder, got Linear"):

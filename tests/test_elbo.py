@@ -5,8 +5,8 @@ from torch import nn
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 from genmod import VAE, Decoder, Encoder, Prior, diagonal_gaussian
-from genmod.builtins.likelihoods import BernoulliLikelihood
-from genmod.builtins.priors import StandardNormalPrior
+from genmod.vae.likelihoods import BernoulliLikelihood
+from genmod.vae.priors import StandardNormalPrior
 
 
 class LinearEncoder(Encoder):

@@ -55,7 +55,9 @@ def test_manifold_needs_two_latents(tmp_path):
     assert small_run(out, "--epochs", 1).exit_code == 0
     result = genmod("manifold", out)
     assert (
-        result.exit_code == 2 and "this one has 20" in result.output and "model.latent_dim=2" in result.output
+        result.exit_code == 2
+        and "it has 20 latents, not 2" in result.output
+        and "model.latent_dim=2" in result.output
     )
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch.distributions import ContinuousBernoulli, Normal
 
-from genmod.builtins.likelihoods import BernoulliLikelihood
 from genmod.config_loader import resolve_run_config
 from genmod.runner import build_model
+from genmod.vae.likelihoods import BernoulliLikelihood
 from genmod_mlp_vae import MLPEncoder
 from genmod_zoo.conv import ConvDecoder, ConvEncoder, ConvOptions
 from genmod_zoo.likelihoods import ContinuousBernoulliLikelihood, GaussianLikelihood

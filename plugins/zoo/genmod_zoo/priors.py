@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
-from genmod import ComponentContext, Encoder, Prior
+from genmod import ComponentContext, Prior
 
 
 class MixtureOptions(BaseModel):
@@ -54,7 +54,7 @@ class VampPrior(Prior):
     """
 
     def __init__(
-        self, encoder: Encoder, data_shape: tuple[int, ...], pseudo_inputs: int, mean: float, std: float
+        self, encoder: nn.Module, data_shape: tuple[int, ...], pseudo_inputs: int, mean: float, std: float
     ) -> None:
         super().__init__()
         self.encoder = encoder

@@ -4,7 +4,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent
 
-from genmod.components import Likelihood
+from genmod.vae.components import Likelihood
 
 
 class BernoulliLikelihood(Likelihood):

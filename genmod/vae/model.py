@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, TransformedDistribution
 
-from genmod.components import Decoder, Encoder, Likelihood, Prior
-from genmod.elbo import ELBOTerms, kl_term, log_mean_exp
+from genmod.evaluation import log_mean_exp
 from genmod.model import Bound, GenerativeModel
+from genmod.vae.components import Decoder, Encoder, Likelihood, Prior
+from genmod.vae.elbo import ELBOTerms, kl_term
+
+if TYPE_CHECKING:
+    from genmod.checks import Probe
 
 
 class VAE(GenerativeModel):
@@ -48,6 +52,12 @@ class VAE(GenerativeModel):
         self.beta = beta
         self.kl_warmup_epochs = kl_warmup_epochs
         self.free_bits = free_bits
+
+    def check_parts(self, x: Tensor, probe: Probe) -> None:
+        """Each of the four parts on its own, so that a broken one is named (genmod.vae.probe)."""
+        from genmod.vae.probe import check_vae_parts  # it reads this class: imported on use
+
+        check_vae_parts(probe, self, x)
 
     def elbo(self, x: Tensor) -> ELBOTerms:
         """The negative ELBO's terms per example, from one posterior sample each."""
@@ -95,6 +105,16 @@ class VAE(GenerativeModel):
     def decode(self, z: Tensor) -> Tensor:
         """The likelihood's mean image at given latents (sample grids with fixed noise)."""
         return self.likelihood.mean(self.decoder(z))
+
+    def manifold(self, size: int = 20) -> Tensor:
+        """``size`` x ``size`` images decoded over a 2-D latent space, at evenly spaced quantiles
+        of N(0, 1) as in Kingma & Welling (2014), figure 4; ``ValueError`` for other latent sizes."""
+        dims = self.prior.distribution().event_shape[-1]
+        if dims != 2:
+            raise ValueError(f"it has {dims} latents, not 2: train one with --set model.latent_dim=2")
+        axis = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, size))
+        grid = torch.stack(torch.meshgrid(axis, axis.flip(0), indexing="xy"), dim=-1).reshape(-1, 2)
+        return self.decode(grid.to(next(self.parameters()).device))
 
     def reconstruct(self, x: Tensor) -> Tensor:
         """Decode the posterior's center for each image: its mean, or for a flow posterior

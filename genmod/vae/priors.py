@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Distribution, Independent, Normal
 
-from genmod.components import Prior
+from genmod.vae.components import Prior
 
 
 class StandardNormalPrior(Prior):
