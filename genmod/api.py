@@ -7,7 +7,7 @@ The command line is a thin layer over these functions: ``genmod run`` is :func:`
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -264,6 +264,9 @@ def evaluate(
     *,
     images: torch.Tensor | None = None,
     limit: int | None = None,
+    split: str = "test",
+    checkpoint: str | None = None,
+    device: str = "cpu",
     seed: int = 0,
     precision: Precision = "auto",
     compile: Compile = "auto",
@@ -271,40 +274,91 @@ def evaluate(
     trust_plugins: bool = False,
     data_dir: str | Path | None = None,
     output: str | Path | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> NLLResult:
     """The likelihood as the model offers it (``genmod eval``): an importance-sampled NLL with
     ``k`` samples per image and the -ELBO, an exact NLL, or the model's evaluation bound;
     :attr:`NLLResult.quantity` says which.
 
-    Pass a run folder (its test set is used, and the report is written to its ``eval.json``
-    as ``genmod eval`` does, or to ``output``; not with ``images`` of your own) or a model
-    with ``images``. ``limit`` evaluates
-    the first images only; ``precision`` and ``compile`` are as in ``genmod eval``; ``plugins``
-    and ``trust_plugins`` as in :func:`load`; ``data_dir`` reads the run's dataset from another
-    folder (``genmod eval --data-dir``).
+    Pass a run folder or a model with ``images``. For a run folder, ``split`` (test, validation
+    or train) of its dataset is evaluated, and the report is written as ``genmod eval`` writes
+    it: to its ``eval.json``, beside it when that holds an evaluation of another quantity, k,
+    image count or split, or to ``output`` (:attr:`NLLResult.report` says where); not with
+    ``images`` of your own. ``limit`` evaluates the first images only; ``checkpoint`` and
+    ``device`` are as in :func:`load`, ``precision`` and ``compile`` as in ``genmod eval``;
+    ``plugins`` and ``trust_plugins`` as in :func:`load`; ``data_dir`` reads the run's dataset
+    from another folder. ``on_progress(images_done, images)`` is called after each batch.
     """
+    from dataclasses import replace
+
     from genmod import artifacts
     from genmod.evaluation import evaluable, evaluate_likelihood, no_likelihood
 
     if not 1 <= k <= MAX_K:
         raise ConfigError(f"k = {k} is out of range: use 1 to {MAX_K:,} importance samples per image")
-    report_to = None
+    if split not in ("test", "validation", "train"):
+        raise ConfigError(f"split must be test, validation or train, not '{split}'")
+    run_dir = None
     if isinstance(model_or_run, (str, Path)):
         run_dir = Path(model_or_run)
-        _, config, model, epoch, run = _load(run_dir, None, "cpu", plugins, trust_plugins)
-        if images is None:
-            images = dataset(run_dir, root=data_dir, plugins=plugins, trust_plugins=trust_plugins).test
-            report_to = run_dir
+        found, config, model, epoch, run = _load(run_dir, checkpoint, device, plugins, trust_plugins)
+        name = config.model.name
     else:
-        model = model_or_run
+        model, name = model_or_run, type(model_or_run).__name__
         if images is None:
             raise ConfigError("evaluate(model, ...) needs images=; or pass a run folder")
     if not evaluable(model):
-        raise ConfigError(no_likelihood(model))
+        raise ConfigError(f"model '{name}': {no_likelihood(model)}")
+    if images is None:
+        assert run_dir is not None
+        images = _split(found, config, run_dir, split, data_dir, next(model.parameters()).device)
+        report_to: Path | None = run_dir
+    else:
+        report_to = None
     torch.manual_seed(seed)
-    result = evaluate_likelihood(model, images[:limit], k, precision=precision, compile=compile)
-    if report_to is not None:
-        report = artifacts.evaluation_report(result, config.model.name, epoch, run, "test", seed)
-        path = Path(output) if output is not None else artifacts.evaluation_path(report_to, report)[0]
+    images = images[:limit]
+    total = len(images)
+    result = evaluate_likelihood(
+        model,
+        images,
+        k,
+        (lambda done: on_progress(done, total)) if on_progress else lambda done: None,
+        precision=precision,
+        compile=compile,
+    )
+    if report_to is None:
+        return result
+    report = artifacts.evaluation_report(result, config.model.name, epoch, run, split, seed)
+    path = Path(output) if output is not None else artifacts.evaluation_path(report_to, report)[0]
+    try:
         artifacts.write_evaluation(report, path)
-    return result
+    except GenmodError as exc:
+        # The figures are in the message: an evaluation of hours is never lost to a full disk.
+        raise GenmodError(
+            f"{result.label} {result.nll:.4f} ± {result.nll_se:.4f} was not saved: {exc}"
+        ) from None
+    return replace(result, report=path)
+
+
+def _split(
+    found: Registry,
+    config: RunConfig,
+    run_dir: Path,
+    split: str,
+    data_dir: str | Path | None,
+    device: torch.device,
+) -> torch.Tensor:
+    """The images of ``split`` a run was trained or tested on, as training saw them (binarized
+    once where training binarized each batch), on ``device``."""
+    from genmod.data import binarize_once, load_data
+    from genmod.streaming import StreamingImages
+
+    data_config = config.data.model_copy(update={"root": Path(data_dir)} if data_dir else {})
+    data = load_data(found.dataset(data_config.name), data_config, device)
+    if split == "validation" and data.validation is None:
+        raise ConfigError(f"{run_dir} was trained without data.validation: use --split test or train")
+    chosen = {"test": data.test, "validation": data.validation, "train": data.train}[split]
+    if isinstance(chosen, StreamingImages):
+        raise ConfigError("--split train of a streamed dataset is not evaluated: use --split test")
+    assert chosen is not None
+    return binarize_once(chosen) if split == "train" and data.dynamic_binarization else chosen

@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
-from matplotlib.figure import Figure
-from torchvision.utils import save_image
 
 from genmod.errors import GenmodError
 
@@ -46,6 +44,10 @@ def samples_name(epoch: int) -> str:
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    # Imported here: torchvision's import takes a second (it loads torch._dynamo), which
+    # commands that write no image (list, info, eval, runs) should not wait for.
+    from torchvision.utils import save_image
+
     save_image(images.detach().float().cpu().clamp(0, 1), path, nrow=nrow, padding=2)
 
 
@@ -150,6 +152,8 @@ def read_config(path: Path) -> dict[str, Any]:
 def plot_losses(history: Sequence[EpochRecord], path: Path) -> None:
     """Train vs test bound per epoch, as in the seed notebook, named as the model names it;
     for a model without a bound, each of its named terms on the training set."""
+    from matplotlib.figure import Figure  # a third of a second: only for the commands that plot
+
     figure = Figure(figsize=(6, 4), dpi=100)
     axes = figure.subplots()
     quantity = history[-1].quantity

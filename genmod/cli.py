@@ -136,15 +136,20 @@ def _explicit_plugins(plugin_files: list[Path] | None) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _progress_bar(label: str, total: int, unit: str) -> Iterator[Callable[[int], None]]:
+def _progress_bar(label: str, total: int | None, unit: str) -> Iterator[Callable[..., None]]:
     """A bar with an ETA for a long job; silent when the output is not a terminal (logs, pipes).
-    Yields ``advance(done)``."""
+    Yields ``advance(done, total=None)`` (the total may come with the first step)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn(unit), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda done: bar.update(task, completed=min(done, total))
+
+        def advance(done: int, of: int | None = None) -> None:
+            size = of if of is not None else total
+            bar.update(task, completed=done if size is None else min(done, size), total=size)
+
+        yield advance
 
 
 def _registry(
@@ -461,51 +466,31 @@ def eval_command(
 ) -> None:
     """The likelihood of a trained run: importance-sampled, exact or a bound, as the model offers.
 
-    Prints it, then writes RUN_DIR/eval.json (or --output)."""
-    import torch
+    Writes RUN_DIR/eval.json (or --output), then prints it."""
+    from genmod.api import evaluate
 
-    from genmod import artifacts
-    from genmod.data import binarize_once
-    from genmod.evaluation import evaluable, evaluate_likelihood, no_likelihood
-
-    if split not in ("test", "validation", "train"):
-        raise ConfigError(f"--split must be test, validation or train, not '{split}'")
     if precision not in get_args(Precision):
         raise ConfigError(f"--precision must be one of {', '.join(get_args(Precision))}, not '{precision}'")
-    registry, config, model, epoch, run = _trained(
-        run_dir, plugin, device, checkpoint, trust_plugins=trust_plugins
-    )
-    if not evaluable(model):
-        raise ConfigError(f"model '{config.model.name}': {no_likelihood(model)}")
-    data = _data(registry, config, model, data_dir)
-    if split == "validation" and data.validation is None:
-        raise ConfigError(f"{run_dir} was trained without data.validation: use --split test or train")
-    chosen = {
-        "test": data.test,
-        "validation": data.validation,
-        "train": data.train,
-    }[split]
-    from genmod.streaming import StreamingImages
-
-    if isinstance(chosen, StreamingImages):
-        raise ConfigError("--split train of a streamed dataset is not evaluated: use --split test")
-    assert chosen is not None
-    if split == "train" and data.dynamic_binarization:
-        chosen = binarize_once(chosen)
-    torch.manual_seed(seed)
-    chosen = chosen[:images]
-    sampled = model.can("log_importance_weights")
-    with _progress_bar(f"k={k}" if sampled else "evaluating", len(chosen), "images") as advance:
-        result = evaluate_likelihood(
-            model,
-            chosen,
+    with _progress_bar("evaluating", None, "images") as advance:
+        result = evaluate(
+            run_dir,
             k,
-            on_progress=advance,
+            limit=images,
+            split=split,
+            checkpoint=checkpoint,
+            device=device,
+            seed=seed,
             precision=precision,  # type: ignore[arg-type]  # checked above
             compile="auto" if compile is None else compile,
+            plugins=_explicit_plugins(plugin),
+            trust_plugins=trust_plugins,
+            data_dir=data_dir,
+            output=output,
+            on_progress=lambda done, total: advance(done, total),
         )
-    report = artifacts.evaluation_report(result, config.model.name, epoch, run, split, seed)
-    table = Table(title=f"{config.model.name} after {epoch} epochs, {split} set ({result.images} images)")
+    report = json.loads(result.report.read_text()) if result.report else {}
+    title = f"{report.get('model')} after {report.get('epoch')} epochs, {split} set ({result.images} images)"
+    table = Table(title=title)
     table.add_column("per image (nats)")
     table.add_column("value", justify="right")
     table.add_row(result.label, f"{result.nll:.2f} ± {result.nll_se:.2f}")
@@ -518,12 +503,15 @@ def eval_command(
     )
     console.print(table)
     console.print(_evaluation_note(result), highlight=False, soft_wrap=True)
-    # Printed first: a folder that cannot be written loses no result of a long evaluation.
-    path, note = (output, None) if output else artifacts.evaluation_path(run_dir, report)
-    if note:
-        console.print(note, highlight=False, soft_wrap=True)
-    artifacts.write_evaluation(report, path)
-    console.print(f"saved {path}", highlight=False, soft_wrap=True)
+    kept = result.report is not None and output is None and result.report.name != "eval.json"
+    if kept and result.report is not None:
+        console.print(
+            f"{result.report.with_name('eval.json')} holds another evaluation (another k, image count "
+            f"or split), kept; this one went to {result.report}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(f"saved {result.report}", highlight=False, soft_wrap=True)
 
 
 def _evaluation_note(result: NLLResult) -> str:

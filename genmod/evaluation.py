@@ -11,7 +11,8 @@ import ctypes
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -80,14 +81,19 @@ class NLLResult:
     quantity: str = IS_NLL
     """What :attr:`nll` is: ``IS-NLL`` (importance-sampled with :attr:`k`), ``exact NLL``, or
     the name of the model's evaluation bound (its :attr:`~genmod.GenerativeModel.bound`)."""
+    report: Path | None = field(default=None, compare=False)
+    """Where :func:`genmod.evaluate` wrote the report of a run folder's evaluation (not part of it)."""
 
     @property
     def label(self) -> str:
         """:attr:`quantity` as reports print it: ``IS-NLL (k=5000)``, ``exact NLL``, ..."""
         return f"{self.quantity} (k={self.k})" if self.k is not None else self.quantity
 
-    def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, float | int | str | None]:
+        """The figures and how they were computed, as ``eval.json`` holds them."""
+        figures = asdict(self)
+        del figures["report"]
+        return figures
 
 
 def log_mean_exp(log_w: Tensor, dim: int = 0) -> Tensor:
