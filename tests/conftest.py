@@ -68,6 +68,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(f"{model}: {check}")
 
 
+# Tests that read the real MNIST through a fixture are ``slow``, like those marked so (they
+# train on it, start processes or retrain a shipped model); the rest, with the mock model
+# (tests/mock), is the contributor's fast loop: pytest -m "not slow".
+ON_MNIST = {"data_dir", "mnist", "run_dir"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if ON_MNIST & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def registry() -> Registry:
     return load_registry()

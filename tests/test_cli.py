@@ -34,6 +34,7 @@ def test_list_shows_the_reference_model_and_builtins():
     assert {("model", "mlp-vae"), ("prior", "standard-normal"), ("likelihood", "bernoulli")} <= kinds
 
 
+@pytest.mark.slow
 def test_run_writes_every_output(tmp_path):
     out = tmp_path / "run"
     result = genmod(
@@ -86,6 +87,7 @@ def test_config_file_and_typo_hint(tmp_path):
     assert result.exit_code == 2 and "train.epoch" in result.output and "train.epochs" in result.output
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_losses(tmp_path):
     for name in ("a", "b"):
         assert small_run(tmp_path / name, "--epochs", 2, "--seed", 7).exit_code == 0
@@ -94,6 +96,7 @@ def test_same_seed_gives_identical_losses(tmp_path):
     assert metrics(tmp_path / "c")[0]["train"] != metrics(tmp_path / "a")[0]["train"]
 
 
+@pytest.mark.slow
 def test_resume_continues_bit_for_bit(tmp_path):
     assert small_run(tmp_path / "whole", "--epochs", 3).exit_code == 0
     assert small_run(tmp_path / "split", "--epochs", 2).exit_code == 0
@@ -105,6 +108,7 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert all(torch.equal(whole[k], split[k]) for k in whole)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_written_before_the_loss_scaler_existed_still_resumes(tmp_path):
     out = tmp_path / "run"
     assert small_run(out, "--epochs", 1).exit_code == 0
@@ -142,6 +146,7 @@ def test_missing_data_names_the_folder_and_files(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_fp16_scales_the_loss_and_resumes_bit_for_bit(tmp_path):
     # float16 is for GPUs without bfloat16; its loss scaler runs the same on the CPU.
     fp16 = ("--set", "train.precision=fp16", "--set", "train.compile=false")
@@ -158,6 +163,7 @@ def test_fp16_scales_the_loss_and_resumes_bit_for_bit(tmp_path):
     assert evaluated.exit_code == 0 and "fp16" in evaluated.output, evaluated.output
 
 
+@pytest.mark.slow
 def test_compiled_bf16_runs_repeat_exactly_and_resume_bit_for_bit(tmp_path):
     fast = ("--set", "train.compile=true", "--set", "train.precision=bf16")
     assert small_run(tmp_path / "whole", "--epochs", 3, *fast).exit_code == 0

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from helpers import losses, metrics
 
 
@@ -20,6 +22,7 @@ def run(*args):
     )
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     common = ("--epochs", 2, "--set", "data.limit=3000", "--set", "train.batch_size=100", "--device", "cpu")
     single = run(*common, "--out", tmp_path / "one")
@@ -37,6 +40,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     assert "on cpu, 2 processes (gloo)" in double.stdout and " processes (" not in single.stdout
 
 
+@pytest.mark.slow
 def test_distributed_run_resumes_with_the_same_number_of_processes(tmp_path):
     out = tmp_path / "two"
     common = ("--set", "data.limit=2000", "--device", "cpu", "--nproc", 2)
@@ -87,6 +91,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_a_two_node_run_killed_mid_training_resumes_from_rank_0s_folder_alone(tmp_path):
     nodes = [tmp_path / "node0", tmp_path / "node1"]
     settings = ("--set", "data.limit=2000", "--device", "cpu")

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from helpers import optional, pip_install
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -28,6 +30,7 @@ def run_command(line: str, cwd: Path, env: dict[str, str]) -> subprocess.Complet
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_writing_plugins_walkthrough_runs(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     executed = 0
@@ -49,6 +52,7 @@ def test_writing_plugins_walkthrough_runs(tmp_path):
     assert "scale: 0.5" in (tmp_path / "runs" / "laplace-narrow" / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_python_api_page_runs(tmp_path, data_dir):
     namespace: dict[str, object] = {}
     blocks = [
@@ -60,6 +64,7 @@ def test_python_api_page_runs(tmp_path, data_dir):
     assert (tmp_path / "runs" / "quick" / "best.pt").is_file()
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_runs(tmp_path, data_dir):
     optional("nbformat")
     optional("nbclient")

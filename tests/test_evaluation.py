@@ -36,6 +36,7 @@ def test_one_importance_sample_is_the_elbo_with_monte_carlo_kl(registry, mnist):
     torch.testing.assert_close(-log_px, negative_elbo)
 
 
+@pytest.mark.slow
 def test_one_importance_sample_matches_the_analytic_elbo_on_average(trained, mnist):
     x = mnist[1][:200]
     torch.manual_seed(5)
@@ -46,6 +47,7 @@ def test_one_importance_sample_matches_the_analytic_elbo_on_average(trained, mni
     assert result.nll == pytest.approx(float(analytic), abs=0.5)
 
 
+@pytest.mark.slow
 def test_estimate_tightens_as_k_grows_and_is_sane(trained, mnist):
     x = mnist[1][:300]
     nll = {}

@@ -29,6 +29,7 @@ def plugin_from_docs(name: str, folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_eval_reports_a_flows_exact_nll_as_the_mean_of_its_log_likelihood(tmp_path, data_dir):
     plugin, out = plugin_from_docs("flow.py", tmp_path), tmp_path / "flow"
     trained = genmod("run", "flow", "--plugin", plugin, "--epochs", 1, *SMALL, "--out", out)
@@ -143,6 +144,7 @@ def test_train_monitor_names_a_reported_metric_and_never_a_test_one(tmp_path, da
     )
 
 
+@pytest.mark.slow
 def test_a_two_optimizer_model_with_weight_averaging_resumes_bit_for_bit_after_sigkill(tmp_path, data_dir):
     plugin = plugin_from_docs("gan.py", tmp_path)
     run = (

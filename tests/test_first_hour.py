@@ -92,6 +92,7 @@ def test_the_evaluator_reports_progress(registry):
     assert seen == sorted(seen) and seen[-1] >= 10 and len(seen) == 5
 
 
+@pytest.mark.slow
 def test_resume_records_the_new_target_and_a_finished_run_says_so(tmp_path, data_dir):
     out = tmp_path / "run"
     assert small_run(out, "--epochs", 1).exit_code == 0
@@ -118,6 +119,7 @@ def test_commands_on_a_run_folder_say_what_is_wrong_with_it(tmp_path, command):
     assert empty.exit_code == 2 and "is not a genmod run folder" in empty.output
 
 
+@pytest.mark.slow
 def test_a_run_remembers_its_plugin_files(tmp_path, data_dir):
     plugin = tmp_path / "laplace.py"
     plugin.write_text(LAPLACE_PLUGIN)
@@ -175,6 +177,7 @@ def test_config_keys_are_found_across_sections_and_types_read_plainly():
     assert "positive integer" in genmod("info", "train").output
 
 
+@pytest.mark.slow
 def test_the_tensorboard_logger_says_where_it_writes(tmp_path, data_dir):
     optional("tensorboard")
     out = tmp_path / "run"
@@ -210,6 +213,7 @@ def test_set_keeps_the_options_of_a_component_in_any_order(registry, sets):
         )
 
 
+@pytest.mark.slow
 def test_the_readme_python_snippet_runs_and_its_samples_plot(data_dir):
     """The README's snippet as written, made small: 1 epoch of 2,000 images, k=10."""
     import matplotlib
@@ -226,6 +230,7 @@ def test_the_readme_python_snippet_runs_and_its_samples_plot(data_dir):
     assert not namespace["images"].requires_grad
 
 
+@pytest.mark.slow
 def test_a_relative_data_dir_travels_with_the_run(tmp_path, data_dir, monkeypatch):
     here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
     here.mkdir(), elsewhere.mkdir()
@@ -245,6 +250,7 @@ def test_a_relative_data_dir_travels_with_the_run(tmp_path, data_dir, monkeypatc
     assert api.evaluate(run, k=2, limit=5, data_dir=data_dir).images == 5
 
 
+@pytest.mark.slow
 def test_a_run_whose_data_folder_is_gone_reads_genmod_data_dir_or_data_dir(tmp_path, data_dir):
     run = tmp_path / "run"
     assert small_run(run, "--epochs", 1).exit_code == 0
@@ -309,6 +315,7 @@ def test_the_progress_bar_shows_no_loss_before_the_first_step():
     assert "loss 543.21" in console.export_text()
 
 
+@pytest.mark.slow
 def test_compiled_runs_print_no_cuda_warning_on_a_machine_without_a_gpu(tmp_path, data_dir):
     done = subprocess.run(
         [sys.executable, "-m", "genmod", "run", "mlp-vae", "--epochs", "1", "--device", "cpu",

@@ -37,6 +37,7 @@ def trained(tmp_path: Path, *extra: object) -> Path:
 
 
 # -- processes -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_workers_of_nproc_import_nothing_from_the_current_folder(tmp_path, data_dir):
     (tmp_path / "yaml.py").write_text(f"open({str(tmp_path / 'mark')!r}, 'w').write('ran')\n")
     done = subprocess.run(
@@ -62,6 +63,7 @@ def test_a_plugin_that_exits_while_imported_is_a_failed_plugin_not_a_silent_exit
 
 
 # -- one writer, nothing of an earlier run -------------------------------------------------
+@pytest.mark.slow
 def test_a_second_writer_of_a_run_folder_is_refused_naming_the_first(tmp_path, data_dir):
     out = trained(tmp_path)
     with lock.hold(out):
@@ -79,6 +81,7 @@ def test_temporary_files_a_killed_write_left_are_removed_on_resume(tmp_path, dat
     assert not list(out.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_force_leaves_nothing_of_the_earlier_run(tmp_path, data_dir):
     out = trained(tmp_path)
     assert genmod("eval", out, "--k", 2, "--images", 10).exit_code == 0
@@ -92,6 +95,7 @@ def test_force_leaves_nothing_of_the_earlier_run(tmp_path, data_dir):
     assert genmod("sample", out, "-n", 4).exit_code == 0  # the new run's last weights
 
 
+@pytest.mark.slow
 def test_a_best_checkpoint_of_an_earlier_run_in_the_folder_is_refused(tmp_path, data_dir):
     out = trained(tmp_path)
     earlier = (out / "best.pt").read_bytes()
@@ -128,6 +132,7 @@ def flip_bits_in(path: Path, record_suffix: str) -> None:
     path.write_bytes(bytes(content))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["checkpoint.pt", "best.pt"])
 def test_flipped_bits_inside_a_weight_are_refused_by_their_checksum(tmp_path, data_dir, name):
     out = trained(tmp_path)
@@ -207,6 +212,7 @@ def test_a_metrics_file_no_run_could_write_is_listed_as_unreadable(tmp_path):
     assert "vae" in listing.output
 
 
+@pytest.mark.slow
 def test_a_copied_run_folder_is_tracked_as_a_new_run(tmp_path, data_dir):
     optional("tensorboard")
     out = trained(tmp_path, "--logger", "tensorboard")

@@ -41,6 +41,7 @@ def train(out: Path, model: str, *extra: object):
     return result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", list(MODELS))
 def test_new_models_train_validate_evaluate_sample_and_resume_bit_exactly(tmp_path, model, data_dir):
     whole, split = tmp_path / "whole", tmp_path / "split"
@@ -66,6 +67,7 @@ def test_new_models_train_validate_evaluate_sample_and_resume_bit_exactly(tmp_pa
     assert genmod("reconstruct", whole, "-n", 8, "-o", tmp_path / "r.png").exit_code == 0
 
 
+@pytest.mark.slow
 def test_hvae_importance_sampling_is_the_elbo_at_k1_and_tighter_at_k500(registry, mnist):
     config = resolve_run_config(registry, model="hvae", overrides=["model.prior.pseudo_inputs=20"])
     model = build_model(config, registry, (1, 28, 28)).eval()
@@ -151,6 +153,7 @@ def test_early_stopping_keeps_the_best_epoch_and_eval_refuses_a_model_without_we
     assert "has no likelihood or bound to evaluate" in line
 
 
+@pytest.mark.slow
 def test_eval_uses_the_best_checkpoint_unless_asked_for_the_last(tmp_path, registry, data_dir):
     out = tmp_path / "run"
     assert genmod("run", "mlp-vae", "--epochs", 3, *SMALL, "--out", out).exit_code == 0

@@ -40,6 +40,7 @@ def register_decoders(register):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("decoder", "message"),
     [
@@ -82,6 +83,7 @@ def test_info_shows_origin_and_config_schema():
     assert genmod("info", "vamprior").exit_code == 2
 
 
+@pytest.mark.slow
 def test_unit_tests_that_need_no_images_pass_without_mnist(tmp_path):
     tests = Path(__file__).parent
     offline = subprocess.run(
@@ -103,6 +105,7 @@ def test_unit_tests_that_need_no_images_pass_without_mnist(tmp_path):
     assert offline.returncode == 0 and " passed" in offline.stdout, offline.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, family", [("student-t", "Normal"), ("laplace", "Laplace")])
 def test_new_plugin_scaffold_installs_lists_trains_and_passes_its_own_test(tmp_path, name, family):
     created = genmod("new-plugin", name, "--dir", tmp_path)

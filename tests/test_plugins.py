@@ -130,6 +130,7 @@ def test_local_plugin_file(tmp_path):
     assert result.exit_code == 0 and "laplace" in result.output
 
 
+@pytest.mark.slow
 def test_pip_installed_plugin_package_shows_in_list(tmp_path):
     """The real thing: pip builds and installs a plugin package from a temp dir."""
     package = tmp_path / "genmod-laplace"

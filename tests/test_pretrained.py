@@ -22,6 +22,7 @@ SHIPPED = sorted(p for p in PRETRAINED.iterdir() if p.is_dir()) if PRETRAINED.is
 EPOCHS_CHECKED = {"hvae-vampprior": 1, "iwae-k5": 1, "vampprior": 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
 def test_a_shipped_model_is_small_evaluates_and_samples(folder, tmp_path, data_dir):
     assert sum(f.stat().st_size for f in folder.iterdir()) < 10 * 2**20

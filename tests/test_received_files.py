@@ -83,6 +83,7 @@ def test_a_checkpoint_with_compressed_records_is_refused_before_it_is_unpacked(t
     one_line(genmod("sample", shipped, "-n", 4), "best.pt", "compressed")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["best.pt", "checkpoint.pt"])
 @pytest.mark.parametrize("damage", ["truncated", "zeroed", "empty"])
 def test_a_damaged_weights_file_is_one_line(tmp_path, data_dir, name, damage):
@@ -274,6 +275,7 @@ def test_a_damaged_trackers_file_is_one_line(tmp_path, data_dir):
 
 
 # -- full disks and read-only folders ------------------------------------------------------
+@pytest.mark.slow
 def test_a_full_disk_during_a_checkpoint_keeps_the_last_one_and_leaves_no_partial_file(tmp_path, data_dir):
     """A file-size limit makes every write past it fail as a full disk does (EFBIG/ENOSPC)."""
     out = tmp_path / "run"
@@ -295,6 +297,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_one_and_leaves_no_partia
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".genmod.lock"]
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_an_export_leaves_no_partial_file(tmp_path, data_dir):
     shipped = received(tmp_path)
     (tmp_path / "out").mkdir()
@@ -323,6 +326,7 @@ def test_an_evaluation_that_cannot_be_saved_is_printed_first_and_can_be_saved_el
     assert saved.exit_code == 0 and json.loads((tmp_path / "e.json").read_text())["images"] == 10
 
 
+@pytest.mark.slow
 def test_images_too_large_for_the_model_are_refused_before_it_is_built(tmp_path):
     """60 PNGs of 2000x2000 take 60 KB on disk and make an MLP of billions of weights."""
     root = tmp_path / "big"

@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 
@@ -51,6 +52,7 @@ def _image_folder(root: Path, counts: dict[str, int]) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_the_conv_rgb_recipe_trains_on_an_image_folder_and_reports_bits_per_dim(tmp_path):
     folder = _image_folder(tmp_path / "images", {"train": 128, "test": 32})
     out = tmp_path / "run"

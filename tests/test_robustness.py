@@ -226,6 +226,7 @@ def start_into_second_epoch(out: Path) -> subprocess.Popen:
     return process
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert cli(*RUN, "--out", whole).wait() == 0
@@ -238,6 +239,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     assert_same_run(whole, killed)
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_mid_epoch_and_prints_the_resume_command(tmp_path):
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     assert cli(*RUN, "--out", whole).wait() == 0
@@ -253,6 +255,7 @@ def test_sigterm_checkpoints_mid_epoch_and_prints_the_resume_command(tmp_path):
     assert_same_run(whole, stopped)
 
 
+@pytest.mark.slow
 def test_a_second_signal_stops_at_once_keeping_the_last_checkpoint(tmp_path):
     stopped = tmp_path / "stopped"
     process = start_into_second_epoch(stopped)
@@ -340,6 +343,7 @@ def register_likelihoods(register):
 """
 
 
+@pytest.mark.slow
 def test_sigterm_during_the_end_of_epoch_evaluation_stops_at_once_keeping_the_trained_epoch(tmp_path):
     plugin = write(tmp_path / "slow.py", SLOW_EVALUATION_PLUGIN)
     run = ("run", "mlp-vae", "--epochs", 1, "--set", "data.limit=500", "--device", "cpu", "--plugin", plugin,

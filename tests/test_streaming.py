@@ -72,6 +72,7 @@ def test_streaming_refuses_what_needs_the_training_images_in_memory(packed, tmp_
     assert "data.validation needs the training images in memory" in result.output
 
 
+@pytest.mark.slow
 def test_a_packed_set_trains_with_two_processes_like_the_same_images_in_memory(packed, tmp_path):
     common = ("mlp-vae", "--epochs", 2, "--device", "cpu", "--nproc", 2)
     streamed = run(*common, "--set", "data.name=streaming", "--data-dir", packed, "--out", tmp_path / "s")
@@ -85,6 +86,7 @@ def test_a_packed_set_trains_with_two_processes_like_the_same_images_in_memory(p
     assert metrics(tmp_path / "s")[1]["train"]["loss"] < metrics(tmp_path / "s")[0]["train"]["loss"]
 
 
+@pytest.mark.slow
 def test_a_streamed_run_killed_mid_epoch_resumes_at_the_same_sample(packed, tmp_path):
     """Killed right after a mid-epoch checkpoint, the resumed run's losses are those of the
     run that was never stopped: it went on from the very sample it had reached."""

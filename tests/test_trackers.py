@@ -108,6 +108,7 @@ READERS: dict[str, tuple[str, Callable[[Path], Readback]]] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", READERS)
 def test_tracker_logs_config_every_epoch_and_images_and_resume_continues_the_run(tmp_path, name):
     client, read = READERS[name]

@@ -1,5 +1,6 @@
 import typing
 
+import pytest
 import torch
 
 from genmod.config import DataConfig, Precision, RunConfig, TrainConfig
@@ -10,6 +11,7 @@ from genmod.runner import build_model
 from genmod.training import evaluate, train_epoch
 
 
+@pytest.mark.slow
 def test_200_steps_on_real_mnist_lower_the_loss_clearly(registry, mnist):
     train, test = mnist
     torch.manual_seed(0)

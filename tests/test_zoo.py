@@ -142,6 +142,7 @@ def test_conv_layers_halve_the_image_once_per_channels_entry():
         ConvEncoder((1, 28, 28), 5, options)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [

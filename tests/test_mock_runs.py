@@ -1,0 +1,53 @@
+"""The runner, checkpoints, evaluation and CLI driven by the mock model and dataset
+(tests/mock): the contributor's fast loop (``pytest -m "not slow"``) checks them in seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from helpers import genmod, losses
+
+MOCK = Path(__file__).resolve().parent / "mock" / "genmod_mock.py"
+
+
+def run(*args: object):
+    return genmod("run", "mock", "--plugin", MOCK, *args)
+
+
+def test_a_mock_run_learns_and_resumes_bit_for_bit(tmp_path):
+    whole, halves = tmp_path / "whole", tmp_path / "halves"
+    assert run("--epochs", 4, "--out", whole).exit_code == 0
+    assert run("--epochs", 2, "--out", halves).exit_code == 0
+    resumed = genmod("run", "--resume", halves, "--epochs", 4, "--plugin", MOCK)
+    assert resumed.exit_code == 0, resumed.output
+    assert losses(whole) == losses(halves)
+    a, b = (torch.load(out / "checkpoint.pt", weights_only=True)["model"] for out in (whole, halves))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = losses(whole)
+    assert rows[-1]["train"]["loss"] < rows[0]["train"]["loss"] and rows[-1]["quantity"] == "NLL"
+
+
+def test_eval_sample_runs_and_info_name_what_a_mock_run_reports(tmp_path):
+    out = tmp_path / "mock"
+    assert run("--out", out).exit_code == 0
+    evaluated = genmod("eval", out, "--plugin", MOCK)
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads((out / "eval.json").read_text())
+    assert report["quantity"] == "exact NLL" and report["images"] == 128 and report["epoch"] >= 1
+    assert genmod("sample", out, "--plugin", MOCK, "-n", 4).exit_code == 0
+    assert (out / "samples.png").is_file()
+    listed = genmod("runs", tmp_path).output
+    assert "mock" in listed and "exact NLL" in listed
+    info = genmod("info", out, "--plugin", MOCK).output
+    assert f"test exact NLL {report['nll']:.2f}" in info and "validation/loss" in info
+
+
+def test_a_mistyped_setting_stops_in_one_line_naming_the_key(tmp_path):
+    result = run("--set", "train.lr=fast", "--out", tmp_path / "x")
+    (line,) = result.output.strip().splitlines()
+    assert result.exit_code == 2 and "train.lr" in line and not (tmp_path / "x").exists()
+    result = run("--set", "model.hiden=3", "--out", tmp_path / "y")
+    assert result.exit_code == 2 and "model.hidden" in result.output  # did you mean
