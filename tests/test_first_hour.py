@@ -332,3 +332,19 @@ def test_a_failure_line_is_never_broken_inside_at_80_columns(tmp_path):
     listed = genmod("list", "--plugin", plugin, columns=80)
     (line,) = [line for line in listed.output.splitlines() if "failed to load" in line]
     assert line.endswith("cannot import name flux_capacitor from a module far away")  # whole, one line
+
+
+@pytest.mark.slow
+def test_the_readme_plugin_in_20_lines_registers_a_prior_that_trains(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    plugin_source = next(block for block in readme.split("```python\n")[1:] if "my_laplace.py" in block)
+    plugin = tmp_path / "my_laplace.py"
+    plugin.write_text(plugin_source.split("```", 1)[0])
+    assert len(plugin.read_text().splitlines()) <= 20
+    listed = genmod("list", "--kind", "prior", "--plugin", plugin)
+    assert "laplace" in listed.output and str(plugin) in listed.output
+    trained = genmod(
+        "run", "mlp-vae", "--plugin", plugin, "--set", "model.prior=laplace", "--epochs", 1,
+        "--set", "data.limit=500", "--out", tmp_path / "run", "--device", "cpu",
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
