@@ -79,3 +79,67 @@ def test_quickstart_notebook_runs(tmp_path, data_dir):
     assert sum("image/png" in output.get("data", {}) for output in outputs) == 2  # the plots
     assert any("IS-NLL" in output.get("text", "") for output in outputs)
     assert (tmp_path / "runs" / "notebook" / "metrics.jsonl").is_file()
+
+
+# The pages executed above are walked through command by command; every other page's commands
+# are checked against the CLI itself, so that no page documents a command or option that does
+# not exist.
+EXECUTED = {"writing-plugins.md", "python-api.md"}
+PAGES = [DOCS.parent / "README.md", *sorted(p for p in DOCS.glob("*.md") if p.name not in EXECUTED)]
+ANY_BLOCK = re.compile(r"```(\w*)\n(.*?)```", re.S)
+
+
+def documented_commands() -> list[tuple[str, list[str]]]:
+    found = []
+    for page in PAGES:
+        for _, body in ANY_BLOCK.findall(page.read_text()):
+            for line in body.replace("\\\n", " ").splitlines():
+                line = line.removeprefix("$ ").split(" #")[0].strip()
+                if "genmod " in line and (line.startswith("genmod ") or " -m genmod " in line):
+                    found.append((page.name, shlex.split(line[line.index("genmod ") :])[1:]))
+    return found
+
+
+def test_every_genmod_command_the_docs_show_exists_with_the_options_it_uses():
+    import typer.main
+
+    from genmod.cli import app
+
+    commands = documented_commands()
+    assert len(commands) >= 30
+    group = typer.main.get_command(app)
+    for page, words in commands:
+        command, rest = group, list(words)
+        while rest and hasattr(command, "commands") and rest[0] in command.commands:
+            command = command.commands[rest.pop(0)]
+        assert command is not group or words[:1] in ([], ["--help"], ["--version"]), (page, words)
+        options = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+        used = {word.split("=")[0] for word in rest if word.startswith("-")}
+        assert used <= options | {"--help"}, (page, words, used - options)
+
+
+def test_every_python_toml_and_yaml_block_in_the_docs_parses():
+    import tomllib
+    import yaml
+
+    checked = 0
+    for page in PAGES:
+        for language, body in ANY_BLOCK.findall(page.read_text()):
+            if language == "python":
+                compile(body, str(page), "exec")
+            elif language == "toml":
+                tomllib.loads(body)
+            elif language == "yaml":
+                yaml.safe_load(body)
+            else:
+                continue
+            checked += 1
+    assert checked >= 4
+
+
+def test_the_api_reference_lists_every_public_name():
+    import genmod
+
+    reference = (DOCS / "reference.md").read_text()
+    listed = set(re.findall(r"^::: [\w.]+\.(\w+)$", reference, re.M))
+    assert listed == set(genmod.__all__) - {"__version__"}

@@ -348,3 +348,27 @@ def test_the_readme_plugin_in_20_lines_registers_a_prior_that_trains(tmp_path):
         "--set", "data.limit=500", "--out", tmp_path / "run", "--device", "cpu",
     )  # fmt: skip
     assert trained.exit_code == 0, trained.output
+
+
+def _commands(group, prefix=()):
+    for name, command in sorted(group.commands.items()):
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+def _every_command():
+    import typer.main
+
+    from genmod.cli import app
+
+    return list(_commands(typer.main.get_command(app)))
+
+
+@pytest.mark.parametrize("command", _every_command(), ids=" ".join)
+def test_every_command_documents_its_arguments_and_refuses_unknown_ones(command):
+    helped = genmod(*command, "--help")
+    assert helped.exit_code == 0 and "Usage" in helped.output
+    refused = genmod(*command, "--no-such-option")
+    assert refused.exit_code == 2 and "No such option" in refused.output
