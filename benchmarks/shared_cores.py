@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from genmod.distributed import usable_cores
+from genmod.openmp import usable_cores
 
 
 def run(out: Path, compiled: bool, args: argparse.Namespace, env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -957,4 +957,7 @@ def _root(
 
 
 def main() -> None:
+    from genmod.openmp import choose_wait_policy
+
+    choose_wait_policy()  # before anything imports torch: libgomp reads it when it loads
     app()

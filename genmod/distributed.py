@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 
 from genmod.errors import ConfigError, GenmodError, one_line
+from genmod.openmp import usable_cores
 
 T = TypeVar("T")
 
@@ -133,14 +134,6 @@ def gather(value: Any) -> list[Any]:
     values: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(values, value)
     return values
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask), not the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def _die_with_parent() -> None:

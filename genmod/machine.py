@@ -9,6 +9,7 @@ was made on and a test can tell whether bit-for-bit reproduction is to be expect
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,18 @@ def record(run_dir: Path, from_epoch: int, precision: str, compiled: bool, devic
     or resume, each saying from which epoch on it computed)."""
     path = run_dir / FILENAME
     sessions = read(run_dir)
-    entry = {"from_epoch": from_epoch, **fingerprint(device), "precision": precision, "compiled": compiled}
+    entry = {
+        "from_epoch": from_epoch,
+        **fingerprint(device),
+        "precision": precision,
+        "compiled": compiled,
+        # How OpenMP threads waited (genmod.openmp): it decides speed on shared cores, not bits.
+        "openmp": {
+            k: os.environ[k]
+            for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
+            if k in os.environ
+        },
+    }
     sessions = [s for s in sessions if s.get("from_epoch", 0) < from_epoch] + [entry]
     path.write_text(json.dumps(sessions, indent=2) + "\n")
 

@@ -51,3 +51,27 @@ def test_a_mistyped_setting_stops_in_one_line_naming_the_key(tmp_path):
     assert result.exit_code == 2 and "train.lr" in line and not (tmp_path / "x").exists()
     result = run("--set", "model.hiden=3", "--out", tmp_path / "y")
     assert result.exit_code == 2 and "model.hidden" in result.output  # did you mean
+
+
+def test_openmp_threads_wait_passively_on_a_busy_machine_and_the_users_choice_is_kept(monkeypatch):
+    from genmod import openmp
+
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(openmp, "usable_cores", lambda: 2)
+    monkeypatch.setattr(openmp.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert openmp.choose_wait_policy() == "GOMP_SPINCOUNT=20000"
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setattr(openmp.os, "getloadavg", lambda: (3.0, 3.0, 3.0))
+    assert openmp.choose_wait_policy() == "OMP_WAIT_POLICY=PASSIVE"
+    assert openmp.os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert openmp.choose_wait_policy() is None and openmp.os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_machine_json_says_how_openmp_threads_waited(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOMP_SPINCOUNT", "20000")
+    out = tmp_path / "mock"
+    assert run("--out", out, "--epochs", 1).exit_code == 0
+    (session,) = json.loads((out / "machine.json").read_text())
+    assert session["openmp"]["GOMP_SPINCOUNT"] == "20000"

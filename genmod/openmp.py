@@ -1,0 +1,48 @@
+"""How OpenMP threads wait, chosen before torch starts them, so that shared cores do not
+collapse a run.
+
+Every parallel region of an eager or compiled CPU kernel ends at a barrier. By default the
+threads that reach it spin for a long while before sleeping; when another process holds the
+cores, a spinning thread burns the time slice the descheduled one needs, and a step that takes
+milliseconds alone takes tens. ``benchmarks/shared_cores.py`` measured it (figures in
+``benchmarks/README.md``): beside a busy loop on every core an eager run took 6.7x its time
+alone, and two eager runs at once 2.8x the two in turn. Passive waiting removes the collapse
+but costs a run alone up to 1.7x per epoch; a short spin costs nothing alone.
+
+So: on a machine already busy when the command starts, threads wait passively; otherwise they
+spin briefly. A user's own ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is always kept.
+"""
+
+from __future__ import annotations
+
+import os
+
+SHORT_SPIN = "20000"
+"""Iterations libgomp spins at a barrier before sleeping (its default is 300,000)."""
+BUSY = 0.75
+"""The load per usable core (1-minute average) from which the machine counts as busy."""
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def choose_wait_policy() -> str | None:
+    """Set the waiting of OpenMP threads for this process and the ones it starts, unless the
+    user did; returns what was set (``None``: the user's settings are kept). Call it before
+    torch is imported: libgomp reads these when it loads."""
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return None
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average (Windows): spin briefly
+        load = 0.0
+    if load >= BUSY * usable_cores():
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        return "OMP_WAIT_POLICY=PASSIVE"
+    os.environ["GOMP_SPINCOUNT"] = SHORT_SPIN
+    return f"GOMP_SPINCOUNT={SHORT_SPIN}"
