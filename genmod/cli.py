@@ -663,11 +663,21 @@ def runs(
 
     Model, epochs, the test bound of the kept weights (best monitored epoch, else last) named
     as the model names it, the evaluated NLL with its epoch and images, training time."""
-    from genmod.run_index import list_runs
-
     if not directory.is_dir():
         raise ConfigError(f"no runs folder {directory}: pass the folder your runs are in (default: runs)")
+    _print_runs(directory)
+
+
+def _print_runs(directory: Path, *, by_monitor: bool = False) -> None:
+    """The ``genmod runs`` table of ``directory``; ``by_monitor``: best monitored value first."""
+    from genmod.run_index import list_runs
+
     summaries, damaged = list_runs(directory)
+    if by_monitor:
+        summaries.sort(
+            key=lambda s: (s.best_validation is None, s.best_validation or 0.0, s.test_loss or 0.0)
+        )
+    columns = ("run", "model", "epochs", "test bound", "evaluated", "time")
     rows = [
         (
             summary.path.name,
@@ -679,11 +689,74 @@ def runs(
         )
         for summary in summaries
     ]
-    columns = ("run", "model", "epochs", "test bound", "evaluated", "time")
+    if by_monitor:
+        columns = ("run", "best monitored", *columns[2:])
+        rows = [
+            (row[0], "-" if s.best_validation is None else f"{s.best_validation:.2f} ({s.monitor})", *row[2:])
+            for row, s in zip(rows, summaries, strict=True)
+        ]
     table = _table(f"runs in {directory} (nats per image)", *columns, fixed=columns)
     console.print(_fit(table, rows))
     for line in damaged:
         console.print(f"[yellow]unreadable:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@_user_errors
+def sweep(
+    model: Annotated[str, typer.Argument(help="Registered model to sweep, from its recipe.")],
+    set_: Annotated[
+        list[str],
+        typer.Option("--set", help="KEY=V1,V2,...: one axis of the grid (repeatable)."),
+    ],
+    parallel: Annotated[
+        int, typer.Option(min=1, help="Runs trained at once; the cores are divided among them.")
+    ] = 1,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(help="Folder of the sweep's runs; default sweeps/<model>.", file_okay=False),
+    ] = None,
+    epochs: Annotated[
+        Optional[int], typer.Option(help="Shorthand for --set train.epochs=N in every run.")
+    ] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the dataset (data.root).")] = None,
+    plugin: PluginOption = None,
+    trust_plugins: TrustOption = False,
+) -> None:
+    """Train a grid of overrides, each run in its own folder.
+
+    Every combination of the --set values; call it again to continue the unfinished runs
+    (finished ones are skipped); Ctrl-C stops every run at a checkpoint. Ends with the runs
+    table, best monitored value first."""
+    from genmod.sweep import grid
+    from genmod.sweep import sweep as train_grid
+
+    runs = grid(set_)
+    folder = out or Path("sweeps") / model
+    extra = [
+        *(["--epochs", str(epochs)] if epochs is not None else []),
+        *(["--device", device] if device else []),
+        *(["--data-dir", str(data_dir)] if data_dir else []),
+        *(w for p in plugin or [] for w in ("--plugin", str(p))),
+        *(["--trust-plugins"] if trust_plugins else []),
+    ]
+    console.print(f"sweep of {model}: {len(runs)} runs into {folder}, {parallel} at a time", highlight=False)
+    try:
+        failed = train_grid(
+            model, runs, folder, parallel, extra, lambda line: console.print(line, highlight=False)
+        )
+    except KeyboardInterrupt:
+        from genmod.runner import Interrupted
+
+        _print_runs(folder, by_monitor=True)
+        raise Interrupted(
+            f"stopped; every run kept its checkpoint. Continue the sweep with the same command:\n"
+            f"  genmod sweep {model} {' '.join('--set ' + s for s in set_)} --out {folder}"
+        ) from None
+    _print_runs(folder, by_monitor=True)
+    if failed:
+        raise GenmodError(f"{failed} of {len(runs)} runs failed: their logs are in {folder / 'logs'}")
 
 
 def _evaluated(summary: RunSummary) -> str:
