@@ -4,10 +4,9 @@ collapse a run.
 Every parallel region of an eager or compiled CPU kernel ends at a barrier. By default the
 threads that reach it spin for a long while before sleeping; when another process holds the
 cores, a spinning thread burns the time slice the descheduled one needs, and a step that takes
-milliseconds alone takes tens. ``benchmarks/shared_cores.py`` measured it (figures in
-``benchmarks/README.md``): beside a busy loop on every core an eager run took 6.7x its time
-alone, and two eager runs at once 2.8x the two in turn. Passive waiting removes the collapse
-but costs a run alone up to 1.7x per epoch; a short spin costs nothing alone.
+milliseconds alone takes many times longer. Passive waiting removes the collapse but slows a
+run alone; a short spin costs nothing alone and removes much of it
+(``benchmarks/shared_cores.py``; the figures, per CPU, are in ``benchmarks/README.md``).
 
 So: on a machine already busy when the command starts, threads wait passively; otherwise they
 spin briefly. A user's own ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is always kept.

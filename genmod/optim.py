@@ -51,7 +51,8 @@ def make_optimizer(
     parameters: Iterable[torch.nn.Parameter], train: TrainConfig, **overrides: Any
 ) -> torch.optim.Optimizer:
     """The configured optimizer, with its fused kernel where the device has one (a single pass
-    over all parameters per step: about 15% faster per epoch on the reference model on CPU);
+    over all parameters per step: faster per epoch on the reference model on CPU, see
+    benchmarks/README.md);
     ``overrides`` replace ``train``'s lr, betas or weight_decay."""
     parameters = list(parameters)
     cls = OPTIMIZERS[train.optimizer]

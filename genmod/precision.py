@@ -1,10 +1,10 @@
 """Numeric precision and compilation: what ``train.precision``, ``train.compile`` and
 ``genmod eval --precision/--compile`` switch on.
 
-Measured on the 2-core AVX-512 BF16 CPU this was written on (benchmarks/README.md): bfloat16
-autocast makes the reference training step 1.27x faster, ``torch.compile`` on top of it about
-1.5x; ``genmod eval --k 5000`` is 4.8x faster than float32 eager with both (and the Bernoulli
-likelihood's fused pass in compiled code). bfloat16 (or float16) applies to the layers (matrix
+bfloat16 autocast and ``torch.compile`` each make the reference training step and ``genmod
+eval`` faster on CPUs with native bfloat16 (the figures, per CPU, are in
+``benchmarks/README.md``, measured by ``benchmarks/epoch_time.py`` and ``eval_time.py``).
+bfloat16 (or float16) applies to the layers (matrix
 multiplies and convolutions, through :func:`torch.autocast`); distributions, losses and
 log-sum-exps stay in float32. float16's narrow range needs a gradient scaler in training
 (:func:`grad_scaler`); bfloat16 has float32's range and needs none.
@@ -23,8 +23,9 @@ import torch
 from genmod.config import Compile, Precision
 from genmod.model import TrainingProgress
 
-# Compiling the reference model takes 5-40 s (less with inductor's on-disk cache); it saves
-# about 1.2 ms a training step, so it pays for itself after a few thousand steps.
+# Compiling the reference model takes seconds (less with inductor's on-disk cache) and saves
+# a little on every training step, so it pays for itself after a few thousand steps
+# (benchmarks/README.md).
 COMPILE_MIN_STEPS = 5_000
 # ... and for evaluation, after about a million importance samples.
 COMPILE_MIN_SAMPLES = 1_000_000
@@ -90,7 +91,7 @@ def _inductor_options(device: torch.device) -> dict[str, str | int | bool | Call
     """Eager random numbers, so that a compiled run draws exactly the samples an eager one
     draws (same seed, same noise) and resume stays bit-exact. On the CPU, graphs are also
     called from generated C++ rather than Python: the same kernels, so the same numbers, and
-    2.6% off the reference training step (benchmarks/README.md), whose kernels are small
+    a measurable part of the reference training step (benchmarks/README.md), whose kernels are small
     enough for the Python calls between them to show."""
     return {"fallback_random": True, "cpp_wrapper": device.type == "cpu"}
 
