@@ -14,7 +14,9 @@ spin briefly. A user's own ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is always k
 
 from __future__ import annotations
 
+import math
 import os
+from pathlib import Path
 
 SHORT_SPIN = "20000"
 """Iterations libgomp spins at a barrier before sleeping (its default is 300,000)."""
@@ -22,12 +24,35 @@ BUSY = 0.75
 """The load per usable core (1-minute average) from which the machine counts as busy."""
 
 
+CGROUP_QUOTAS = (Path("/sys/fs/cgroup/cpu.max"), Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"))
+"""Where Linux says how much CPU time this process's container may use: cgroup v2, then v1."""
+
+
 def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask), not the machine's count."""
+    """The cores this process may use: its affinity mask, capped by its container's CPU quota
+    (a container granted 2 CPUs on a 64-core host may run 2 threads' worth), not the machine's."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def _cgroup_quota() -> float | None:
+    """CPUs' worth of time the cgroup allows per period, or None when unlimited or unknown."""
+    v2, v1 = CGROUP_QUOTAS
+    try:
+        if v2.is_file():
+            allowed, _, per = v2.read_text().partition(" ")
+            return None if allowed == "max" else int(allowed) / int(per)
+        if v1.is_file():
+            quota = int(v1.read_text())
+            period = int(v1.with_name("cpu.cfs_period_us").read_text())
+            return None if quota <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def choose_wait_policy() -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from helpers import genmod, losses
@@ -75,3 +76,26 @@ def test_machine_json_says_how_openmp_threads_waited(tmp_path, monkeypatch):
     assert run("--out", out, "--epochs", 1).exit_code == 0
     (session,) = json.loads((out / "machine.json").read_text())
     assert session["openmp"]["GOMP_SPINCOUNT"] == "20000"
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: two threads' worth, rounded up
+        ({"cpu.max": "max 100000\n"}, 64),
+        ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 64),
+    ],
+    ids=["v2-quota", "v2-unlimited", "v1-quota", "v1-unlimited"],
+)
+def test_usable_cores_are_capped_by_the_containers_cpu_quota(tmp_path, monkeypatch, files, expected):
+    from genmod import openmp
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(
+        openmp, "CGROUP_QUOTAS", (tmp_path / "cpu.max", tmp_path / "cpu" / "cpu.cfs_quota_us")
+    )
+    monkeypatch.setattr(openmp.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert openmp.usable_cores() == expected
