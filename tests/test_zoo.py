@@ -161,3 +161,46 @@ def test_every_family_trains_from_the_cli(tmp_path, args):
     assert math.isfinite(row["test"]["loss"])
     # The IWAE bound has no parts; every VAE's has a reconstruction term and a positive KL.
     assert row["test"]["terms"] == {} if args[0] == "iwae" else row["test"]["terms"]["kl"] > 0
+
+
+# The gated PixelCNN ----------------------------------------------------------------------------
+def test_a_pixelcnn_logit_depends_on_no_later_pixel_and_has_no_blind_spot():
+    from genmod_zoo.pixelcnn import PixelCNN, PixelCNNConfig
+
+    torch.manual_seed(0)
+    model = PixelCNN(PixelCNNConfig(name="pixelcnn", channels=8, layers=4, head=16), (1, 12, 12))
+    order = torch.arange(144).view(12, 12)
+    for i, j in [(0, 0), (0, 5), (6, 5), (6, 11), (11, 0)]:
+        x = torch.rand(1, 1, 12, 12, requires_grad=True)
+        model.logits(x)[0, 0, i, j].backward()
+        seen = x.grad[0, 0] != 0
+        assert not (seen & (order >= 12 * i + j)).any(), (i, j)  # nothing at or after the pixel
+        if (i, j) == (6, 5):  # within the receptive field, every earlier pixel: those above
+            assert int(seen.sum()) == 12 * i + j  # and to the right too (a masked PixelCNN's blind spot)
+
+
+def test_a_pixelcnn_refuses_images_that_are_not_binary_in_one_line(tmp_path):
+    result = genmod("run", "pixelcnn", "--set", "data.binarize=none", "--epochs", 1, "--out", tmp_path / "p")
+    (line,) = result.output.strip().splitlines()
+    assert result.exit_code == 2 and "pixelcnn models binary images: set data.binarize=dynamic" in line
+
+
+def test_a_pixelcnn_trains_reports_its_exact_nll_and_samples(tmp_path, data_dir):
+    out = tmp_path / "pixelcnn"
+    small = ("--set", "model.channels=8", "--set", "model.layers=2", "--set", "model.head=16")
+    trained = genmod("run", "pixelcnn", "--epochs", 1, "--set", "data.limit=1000", "--set", "data.validation=200",
+                     "--set", "data.test_limit=200", *small, "--out", out, "--device", "cpu")  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    assert json.loads((out / "metrics.jsonl").read_text())["quantity"] == "NLL"
+    evaluated = genmod("eval", out, "--images", 100, "--precision", "fp32")
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads((out / "eval.json").read_text())
+    assert report["quantity"] == "exact NLL" and report["k"] is None
+    import genmod as api
+
+    model = api.load(out)
+    images = api.dataset(out).test[:100]  # binarized once, as evaluation binarizes them
+    assert set(torch.unique(images).tolist()) == {0.0, 1.0}
+    with torch.no_grad():
+        assert report["nll"] == pytest.approx(float(-model.log_likelihood(images).double().mean()), abs=0.01)
+        assert set(torch.unique(model.sample(2)).tolist()) <= {0.0, 1.0}

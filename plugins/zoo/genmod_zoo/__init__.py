@@ -1,4 +1,4 @@
-"""genmod-zoo: swappable priors and likelihoods and three more VAE families.
+"""genmod-zoo: swappable priors and likelihoods, more VAE families and other model families.
 
 Written only against genmod's public API. Every component is selectable by name, e.g.
 ``genmod run mlp-vae --set model.prior=vampprior --set model.likelihood=continuous-bernoulli``.
@@ -10,7 +10,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from genmod import ComponentSpec, ModelSpec, NoOptions, hookimpl
-from genmod_zoo import conv, flows, gated, hvae, likelihoods, logistic, models, priors
+from genmod_zoo import conv, flows, gated, hvae, likelihoods, logistic, models, pixelcnn, priors
 
 
 def _recipe(name: str) -> Path:
@@ -151,5 +151,14 @@ def register_models(register):
             build=hvae.build_hvae,
             recipe=_recipe("hvae"),
             description="Two stochastic layers, p(z2) p(z1|z2) p(x|z1,z2), gated layers (Tomczak & Welling).",
+        )
+    )
+    register(
+        ModelSpec(
+            name="pixelcnn",
+            config=pixelcnn.PixelCNNConfig,
+            build=pixelcnn.build,
+            recipe=_recipe("pixelcnn"),
+            description="Gated PixelCNN of binary images: exact NLL, sampled pixel by pixel.",
         )
     )
