@@ -21,18 +21,29 @@ PRETRAINED = ROOT / "pretrained"
 TABLE = ROOT / "benchmarks" / "reproduction.md"
 SHIPPED = ("best.pt", "config.yaml", "metrics.jsonl", "eval.json")
 
-# Published IS-NLL (nats) and Pythae's reproduction of the same model, where there is one.
+# Each row's family, published NLL (nats) and Pythae's reproduction of the same model, where
+# there is one.
 REFERENCES = {
-    "vae": ("VAE, 784-200-200-50 tanh", 86.76, "Burda et al. 2016, Table 1, k=1", 89.78),
-    "iwae-k5": ("IWAE, k = 5, same architecture", 85.54, "Burda et al. 2016, Table 1", None),
+    "vae": ("VAE", "VAE, 784-200-200-50 tanh", 86.76, "Burda et al. 2016, Table 1, k=1", 89.78),
+    "iwae-k5": ("VAE", "IWAE, k = 5, same architecture", 85.54, "Burda et al. 2016, Table 1", None),
     "vampprior": (
+        "VAE",
         "VAE + VampPrior, gated 300-300, 40 latents, K=500",
         85.57,
         "Tomczak & Welling 2018",
         85.79,
     ),
-    "hvae-vampprior": ("HVAE + VampPrior, two layers of 40", 83.19, "Tomczak & Welling 2018", None),
+    "hvae-vampprior": ("VAE", "HVAE + VampPrior, two layers of 40", 83.19, "Tomczak & Welling 2018", None),
+    "pixelcnn": (
+        "autoregressive",
+        "Gated PixelCNN, 64 maps, 7x7 + 8 gated 3x3 layers",
+        81.30,
+        "van den Oord et al. 2016, PixelCNN; static binarization",
+        None,
+    ),
 }
+FLOOR = ROOT / "benchmarks" / "sample_quality_floor.json"
+"""The training images scored as samples (benchmarks/sample_quality_floor.py --write)."""
 
 
 def ship(run_dir: Path, name: str, *, half: bool = False) -> None:
@@ -61,32 +72,63 @@ def ship(run_dir: Path, name: str, *, half: bool = False) -> None:
     print(f"shipped {run_dir} as {target}")
 
 
+def _quality(figures: dict) -> str:
+    """The FID, KID, precision and recall cells of a row."""
+    fid, kid, prc = (figures.get(m, {}).get("figures", {}) for m in ("fid", "kid", "precision-recall"))
+    cells = [
+        f"{fid['fid']:.2f}" if fid else "-",
+        f"{kid['kid']:.0f} ± {kid['kid_se']:.0f}" if kid else "-",
+        f"{prc['precision']:.3f}" if prc else "-",
+        f"{prc['recall']:.3f}" if prc else "-",
+    ]
+    return " | ".join(cells)
+
+
 def table() -> None:
     rows = [
-        "| model | recipe | epochs (best) | training time | IS-NLL, k=5000, 10,000 test images | published | Pythae |",
-        "|---|---|---|---|---|---|---|",
+        "| family | model | recipe | epochs (best) | training time | test NLL (nats), 10,000 images | published "
+        "| Pythae | FID | KID | precision | recall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for folder in sorted(p for p in PRETRAINED.iterdir() if p.is_dir()):
         evaluation = json.loads((folder / "eval.json").read_text())
         history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
-        label, published, source, pythae = REFERENCES.get(folder.name, (folder.name, None, "", None))
-        hours = sum(row["seconds"] for row in history) / 3600
-        rows.append(
-            f"| {label} | `configs/repro-{folder.name}.yaml` | {len(history)} ({evaluation['epoch']}) "
-            f"| {hours:.1f} h | **{evaluation['nll']:.2f} ± {evaluation['nll_se']:.2f}** "
-            f"| {published if published else '-'} ({source}) | {pythae if pythae else '-'} |"
+        family, label, published, source, pythae = REFERENCES.get(
+            folder.name, ("", folder.name, None, "", None)
         )
-    for name, (label, published, source, pythae) in REFERENCES.items():
+        hours = sum(row["seconds"] for row in history) / 3600
+        how = f"IS, k={evaluation['k']}" if evaluation.get("k") else evaluation.get("quantity", "")
+        rows.append(
+            f"| {family} | {label} | `configs/repro-{folder.name}.yaml` | {len(history)} ({evaluation['epoch']}) "
+            f"| {hours:.1f} h | **{evaluation['nll']:.2f} ± {evaluation['nll_se']:.2f}** ({how}) "
+            f"| {published if published else '-'} ({source}) | {pythae if pythae else '-'} "
+            f"| {_quality(evaluation.get('sample_quality', {}))} |"
+        )
+    for name, (family, label, published, source, pythae) in REFERENCES.items():
         if not (PRETRAINED / name).is_dir():
             rows.append(
-                f"| {label} | `configs/repro-{name}.yaml` | not shipped yet | | | {published} ({source}) "
-                f"| {pythae if pythae else '-'} |"
+                f"| {family} | {label} | `configs/repro-{name}.yaml` | not shipped yet | | | {published} ({source}) "
+                f"| {pythae if pythae else '-'} | | | | |"
             )
+    if FLOOR.is_file():
+        floor = json.loads(FLOOR.read_text())
+        rows.append(
+            "| (data) | 10,000 training images scored as samples, binarized once: the floor | | | | | | "
+            f"| {_quality(floor)} |"
+        )
+    text = TABLE.read_text() if TABLE.is_file() else ""
+    rest = text[text.index("\n## ") :] if "\n## " in text else "\n"
     TABLE.write_text(
         "# Reproduction table\n\nWritten by `python benchmarks/reproduction.py table` from `pretrained/*/`; "
-        "see the README's evaluation section for how each row was trained and checked.\n\n"
+        "see the README's evaluation section for how each row was trained and checked. NLLs on "
+        "dynamically binarized MNIST (the test set binarized once); FID, KID and precision/recall "
+        "from 10,000 samples against the 10,000 test images with genmod's MNIST features "
+        "(`genmod eval pretrained/NAME --metric fid --metric kid --metric precision-recall`; not "
+        "comparable with Inception FIDs), the samples as each model's `sample` returns them (a "
+        "Bernoulli VAE's pixel probabilities) against the binarized test images.\n\n"
         + "\n".join(rows)
         + "\n"
+        + rest
     )
     print("\n".join(rows))
 

@@ -19,6 +19,7 @@ _EXPORTS = {
     "train": "genmod.api",
     "load": "genmod.api",
     "evaluate": "genmod.api",
+    "sample_quality": "genmod.api",
     "registry": "genmod.api",
     "dataset": "genmod.api",
     "export": "genmod.api",
@@ -35,6 +36,7 @@ _EXPORTS = {
     "ComponentSpec": "genmod.specs",
     "DatasetSpec": "genmod.specs",
     "LoggerSpec": "genmod.specs",
+    "EvaluatorSpec": "genmod.specs",
     "ModelContext": "genmod.specs",
     "ModelSpec": "genmod.specs",
     "NoOptions": "genmod.specs",
@@ -47,6 +49,7 @@ _EXPORTS = {
     "Logger": "genmod.loggers",
     "Opened": "genmod.loggers",
     "RunInfo": "genmod.loggers",
+    "Evaluator": "genmod.evaluators",
     "EpochRecord": "genmod.metrics",
     "SplitMetrics": "genmod.metrics",
     # What the public functions return: registry() a Registry, train() a Run, evaluate() an
@@ -54,6 +57,7 @@ _EXPORTS = {
     "Registry": "genmod.plugins",
     "Run": "genmod.runner",
     "NLLResult": "genmod.evaluation",
+    "SampleQuality": "genmod.quality",
     "Data": "genmod.data",
     # The errors, each one line for a user: catch GenmodError for all of them.
     "GenmodError": "genmod.errors",
@@ -81,7 +85,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
-    from genmod.api import dataset, evaluate, export, load, registry, train
+    from genmod.api import dataset, evaluate, export, load, registry, sample_quality, train
     from genmod.bound import Bound
     from genmod.callbacks import Callback, WeightAveraging
     from genmod.checks import Probe
@@ -96,6 +100,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
         UntrustedPluginError,
     )
     from genmod.evaluation import NLLResult, log_mean_exp
+    from genmod.evaluators import Evaluator
     from genmod.hookspecs import hookimpl
     from genmod.loggers import Logger, Opened, RunInfo
     from genmod.metrics import EpochRecord, SplitMetrics
@@ -105,10 +110,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
     )
     from genmod.optim import OptimizerFactory
     from genmod.plugins import Registry
+    from genmod.quality import SampleQuality
     from genmod.runner import Run
     from genmod.specs import (
         ComponentSpec,
         DatasetSpec,
+        EvaluatorSpec,
         KindSpec,
         LoggerSpec,
         ModelContext,

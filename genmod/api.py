@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from genmod.checkpoint import EXPORTED_SUFFIX
-from genmod.config import MAX_K, Compile, Precision, RunConfig
+from genmod.config import MAX_K, Compile, ComponentRef, Precision, RunConfig
 from genmod.config_loader import (
     apply_override,
     in_order,
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from genmod.data import Data
     from genmod.evaluation import NLLResult
     from genmod.model import GenerativeModel
+    from genmod.quality import SampleQuality
     from genmod.runner import Run
 
 
@@ -338,6 +339,75 @@ def evaluate(
             f"{result.label} {result.nll:.4f} ± {result.nll_se:.4f} was not saved: {exc}"
         ) from None
     return replace(result, report=path)
+
+
+def sample_quality(
+    run: str | Path,
+    metrics: Sequence[str | ComponentRef] = ("fid", "kid", "precision-recall"),
+    *,
+    samples: int = 10_000,
+    split: str = "test",
+    features: str = "auto",
+    features_weights: str | Path | None = None,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    plugins: Sequence[str | Path] = (),
+    trust_plugins: bool = False,
+    data_dir: str | Path | None = None,
+    output: str | Path | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[SampleQuality]:
+    """Sample-quality metrics of a run (``genmod eval --metric``): ``samples`` images drawn
+    from the model, compared with ``split`` of its dataset as training saw it (binarized where
+    training binarized) through the feature network ``features`` (``auto``: the dataset's
+    classifier genmod ships, else MNIST's for 1x28x28 images, else Inception-v3 read from
+    ``features_weights`` or the features folder). Each metric is a registered evaluator, by
+    name or as a ``ComponentRef`` with its options (``ComponentRef(name="kid", subsets=50)``).
+
+    The figures are added to the run's ``eval.json`` (or ``output``) under ``sample_quality``,
+    each with how it was computed. ``on_progress(samples_done, samples)`` is called after each
+    batch of samples.
+    """
+    from genmod import artifacts
+    from genmod.features import network_for
+    from genmod.quality import sample_quality as compute
+
+    if split not in ("test", "validation", "train"):
+        raise ConfigError(f"split must be test, validation or train, not '{split}'")
+    if samples < 2:
+        raise ConfigError(f"--samples {samples}: the metrics need at least 2 samples")
+    if not metrics:
+        raise ConfigError("name at least one metric (genmod list --kind evaluator)")
+    run_dir = Path(run)
+    found, config, model, epoch, run_name = _load(run_dir, checkpoint, device, plugins, trust_plugins)
+    refs = [ComponentRef(name=m) if isinstance(m, str) else m for m in metrics]
+    evaluators = {ref.name: found.build_evaluator(ref) for ref in refs}
+    reference = _split(found, config, run_dir, split, data_dir, torch.device("cpu"))
+    spec = network_for(config.data.name, tuple(reference.shape[1:]), features)
+    network = spec.load(Path(features_weights) if features_weights else None)
+    network.to(next(model.parameters()).device)
+    torch.manual_seed(seed)
+    batch = max(1, config.train.eval_batch_size // model.evaluation_cost)
+    results = compute(
+        model,
+        evaluators,
+        network,
+        spec,
+        reference,
+        f"{split} split of {config.data.name}",
+        samples,
+        batch,
+        (lambda done: on_progress(done, samples)) if on_progress else lambda done: None,
+    )
+    figures = {r.metric: {**r.to_dict(), "epoch": epoch, "seed": seed, "run": run_name} for r in results}
+    path = Path(output) if output is not None else artifacts.beside(run_dir, artifacts.EVAL)
+    try:
+        artifacts.add_sample_quality(path, figures)
+    except GenmodError as exc:
+        shown = "; ".join(f"{k} {v:.4g}" for r in results for k, v in r.figures.items())
+        raise GenmodError(f"{shown} was not saved: {exc}") from None
+    return results
 
 
 def _split(

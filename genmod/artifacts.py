@@ -22,6 +22,8 @@ METRICS = "metrics.jsonl"
 LOSS_PLOT = "loss_plot.png"
 RECONSTRUCTIONS = "reconstructions.png"
 EVAL = "eval.json"
+SAMPLE_QUALITY = "sample_quality"
+"""The key of ``eval.json`` under which FID, KID and the other sample metrics are kept."""
 CHANGES = "changes.log"
 """What a resume changed in the config, one line each time."""
 WRITTEN = (
@@ -96,7 +98,7 @@ def evaluation_path(run: Path, report: dict[str, Any]) -> tuple[Path, str | None
     same = ("quantity", "k", "images", "split")
     if (
         not isinstance(earlier, dict)
-        or not earlier
+        or "nll" not in earlier  # empty, or sample-quality figures only
         or all(earlier.get(f, "IS-NLL") == report[f] for f in same)
     ):
         return path, None
@@ -109,13 +111,33 @@ def evaluation_path(run: Path, report: dict[str, Any]) -> tuple[Path, str | None
 
 
 def write_evaluation(report: dict[str, Any], path: Path) -> None:
-    """Write ``report``; a failure says that the figures were not saved and how to save them."""
+    """Write ``report``, keeping the sample-quality figures ``path`` holds; a failure says that
+    the figures were not saved and how to save them."""
+    earlier = _read_report(path)
+    if SAMPLE_QUALITY in earlier and SAMPLE_QUALITY not in report:
+        report = {**report, SAMPLE_QUALITY: earlier[SAMPLE_QUALITY]}
     try:
         path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     except OSError as exc:
         raise GenmodError(
             f"could not save {path} ({exc.strerror}): save the figures elsewhere with --output FILE"
         ) from None
+
+
+def add_sample_quality(path: Path, figures: dict[str, Any]) -> None:
+    """Add the figures of each metric (``{"fid": {...}}``) to the report at ``path`` under
+    ``sample_quality``, beside its likelihood and the other metrics' figures."""
+    report = _read_report(path)
+    report[SAMPLE_QUALITY] = {**report.get(SAMPLE_QUALITY, {}), **figures}
+    write_evaluation(report, path)
+
+
+def _read_report(path: Path) -> dict[str, Any]:
+    try:
+        report = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return report if isinstance(report, dict) else {}
 
 
 def write_config(config: dict[str, Any], path: Path) -> None:

@@ -437,16 +437,41 @@ def _data(registry: Registry, config: RunConfig, model: GenerativeModel, data_di
     return load_data(registry.dataset(data_config.name), data_config, device)
 
 
+LIKELIHOOD = "likelihood"
+"""The --metric name of the likelihood itself, beside the registered sample-quality metrics."""
+
+
 @app.command("eval")
 @_user_errors
 def eval_command(
     run_dir: RunDir,
+    metric: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="What to compute: likelihood (the default), or a sample-quality metric (fid, kid, "
+            "precision-recall: genmod list --kind evaluator); repeatable."
+        ),
+    ] = None,
     k: Annotated[
         int, typer.Option("--k", min=1, max=MAX_K, help="Importance samples per image (at most 1,000,000).")
     ] = 5000,
-    split: Annotated[str, typer.Option(help="test or train.")] = "test",
+    split: Annotated[str, typer.Option(help="test, validation or train.")] = "test",
     images: Annotated[Optional[int], typer.Option(min=1, help="Evaluate the first N images only.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the importance samples.")] = 0,
+    samples: Annotated[
+        int, typer.Option(min=2, help="Samples drawn for the sample-quality metrics.")
+    ] = 10_000,
+    features: Annotated[
+        str,
+        typer.Option(help="Feature network of the sample metrics: auto, mnist, fashion-mnist, inception-v3."),
+    ] = "auto",
+    features_weights: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="The feature network's weights file (default: shipped, or the features folder).",
+            dir_okay=False,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the importance samples and of the samples drawn.")] = 0,
     device: DeviceOption = "auto",
     data_dir: RunDataDirOption = None,
     checkpoint: CheckpointOption = None,
@@ -464,30 +489,74 @@ def eval_command(
     plugin: PluginOption = None,
     trust_plugins: TrustOption = False,
 ) -> None:
-    """The likelihood of a trained run: importance-sampled, exact or a bound, as the model offers.
+    """Evaluate a trained run: its likelihood (importance-sampled, exact or a bound, as the
+    model offers), and sample-quality metrics with --metric.
 
     Writes RUN_DIR/eval.json (or --output), then prints it."""
-    from genmod.api import evaluate
+    from genmod import artifacts
+    from genmod.api import evaluate, sample_quality
 
-    if precision not in get_args(Precision):
-        raise ConfigError(f"--precision must be one of {', '.join(get_args(Precision))}, not '{precision}'")
-    with _progress_bar("evaluating", None, "images") as advance:
-        result = evaluate(
-            run_dir,
-            k,
-            limit=images,
-            split=split,
-            checkpoint=checkpoint,
-            device=device,
-            seed=seed,
-            precision=precision,  # type: ignore[arg-type]  # checked above
-            compile="auto" if compile is None else compile,
-            plugins=_explicit_plugins(plugin),
-            trust_plugins=trust_plugins,
-            data_dir=data_dir,
-            output=output,
-            on_progress=lambda done, total: advance(done, total),
+    chosen = list(dict.fromkeys(metric or [LIKELIHOOD]))
+    sample_metrics = [name for name in chosen if name != LIKELIHOOD]
+    if LIKELIHOOD in chosen:
+        if precision not in get_args(Precision):
+            raise ConfigError(
+                f"--precision must be one of {', '.join(get_args(Precision))}, not '{precision}'"
+            )
+        with _progress_bar("evaluating", None, "images") as advance:
+            result = evaluate(
+                run_dir,
+                k,
+                limit=images,
+                split=split,
+                checkpoint=checkpoint,
+                device=device,
+                seed=seed,
+                precision=precision,  # type: ignore[arg-type]  # checked above
+                compile="auto" if compile is None else compile,
+                plugins=_explicit_plugins(plugin),
+                trust_plugins=trust_plugins,
+                data_dir=data_dir,
+                output=output,
+                on_progress=lambda done, total: advance(done, total),
+            )
+        _print_likelihood(result, split, output)
+    if sample_metrics:
+        with _progress_bar("sampling", samples, "samples") as advance:
+            results = sample_quality(
+                run_dir,
+                sample_metrics,
+                samples=samples,
+                split=split,
+                features=features,
+                features_weights=features_weights,
+                checkpoint=checkpoint,
+                device=device,
+                seed=seed,
+                plugins=_explicit_plugins(plugin),
+                trust_plugins=trust_plugins,
+                data_dir=data_dir,
+                output=output,
+                on_progress=lambda done, total: advance(done, total),
+            )
+        table = Table(title=f"sample quality, {results[0].how.split(', ', 2)[0]}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        table.add_column("computed from")
+        for r in results:
+            shown = [f"{r.figures[name]:.4g}" for name in r.figures if not name.endswith("_se")]
+            if f"{r.metric}_se" in r.figures:
+                shown[0] += f" ± {r.figures[f'{r.metric}_se']:.2g}"
+            table.add_row(
+                ", ".join(name for name in r.figures if not name.endswith("_se")), " / ".join(shown), r.how
+            )
+        console.print(table)
+        console.print(
+            f"saved {output or artifacts.beside(run_dir, artifacts.EVAL)}", highlight=False, soft_wrap=True
         )
+
+
+def _print_likelihood(result: NLLResult, split: str, output: Path | None) -> None:
     report = json.loads(result.report.read_text()) if result.report else {}
     title = f"{report.get('model')} after {report.get('epoch')} epochs, {split} set ({result.images} images)"
     table = Table(title=title)
@@ -858,6 +927,8 @@ def info(
                 highlight=False,
             )
         else:
+            if entry.kind == "evaluator":
+                console.print(f"  use: genmod eval RUN --metric {entry.name}", highlight=False)
             console.print(
                 _schema(entry.spec.options, f"options ({entry.kind}: {{name: {entry.name}, ...}})"),
                 highlight=False,
@@ -886,7 +957,7 @@ def _run_origin(run_dir: Path) -> None:
             f"  weights: epoch {summary.best_epoch}, the best {summary.monitor} ({summary.best_validation:.2f})"
         )
     evaluation = artifacts.read_eval(run_dir)
-    if evaluation:
+    if "nll" in evaluation:  # a likelihood was evaluated (null where not finite)
         nll = evaluation.get("nll")
         figure = "not finite" if nll is None else f"{nll:.2f} ± {evaluation['nll_se']:.2f} nats"
         stale = (
@@ -899,6 +970,9 @@ def _run_origin(run_dir: Path) -> None:
             f"  {evaluation['split']} {summary.nll_quantity} {figure} "
             f"(genmod eval: {sampled}{evaluation['images']:,} images{stale})"
         )
+    for metric in evaluation.get(artifacts.SAMPLE_QUALITY, {}).values():
+        figures = ", ".join(f"{name} {value:.4g}" for name, value in metric["figures"].items())
+        lines.append(f"  {figures} (genmod eval of epoch {metric['epoch']}: {metric['how']})")
     lines += _plugin_file_lines(run_dir)
     console.print("\n".join(lines), highlight=False, soft_wrap=True)
 
@@ -1005,6 +1079,50 @@ def pack(
         f"packed {counts['train']:,} training and {counts['test']:,} test images of shape "
         f"{'x'.join(map(str, shape))} into {out_dir}\n"
         f"train on them with: genmod run MODEL --set data.name=streaming --data-dir {out_dir}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+features_app = typer.Typer(help="Feature networks of the sample-quality metrics.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("train")
+@_user_errors
+def features_train(
+    dataset: Annotated[str, typer.Argument(help="mnist or fashion-mnist (torchvision's copy, with labels).")],
+    out: Annotated[
+        Optional[Path],
+        typer.Option(help="Weights file to write; default: the features folder.", dir_okay=False),
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights and the batches.")] = 0,
+    data_dir: Annotated[
+        Optional[Path], typer.Option(help="Folder holding the dataset (default as for run).")
+    ] = None,
+) -> None:
+    """Train the classifier whose features genmod's FID, KID and precision/recall compare for
+    1x28x28 images (genmod ships both; this is how they were made)."""
+    from genmod.data import resolve_root
+    from genmod.feature_training import TORCHVISION_NAMES, train_features
+    from genmod.features import NETWORKS, features_dir
+
+    if dataset not in TORCHVISION_NAMES:
+        raise ConfigError(f"no feature classifier for '{dataset}': use {' or '.join(TORCHVISION_NAMES)}")
+    root = data_dir or resolve_root(DataConfig(name=dataset))[0]
+    path = out or features_dir() / NETWORKS[dataset].file
+    trained = train_features(
+        dataset,
+        root,
+        path,
+        epochs,
+        seed,
+        on_epoch=lambda epoch, loss: console.print(f"epoch {epoch}/{epochs}  cross-entropy {loss:.4f}"),
+    )
+    console.print(
+        f"saved {trained.path} ({'float16' if trained.float16 else 'float32'}, sha256 {trained.sha256})\n"
+        f"test accuracy {trained.test_accuracy:.2%}; use it with genmod eval --features-weights {trained.path}",
         highlight=False,
         soft_wrap=True,
     )

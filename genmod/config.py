@@ -106,6 +106,17 @@ class DataConfig(_Strict):
         return None if root is None else Path(os.path.abspath(root.expanduser()))
 
 
+class SampleMetricsConfig(_Strict):
+    """Sample-quality metrics computed during training (``train.sample_metrics``)."""
+
+    metrics: list[ComponentRef] = Field(
+        description="Registered evaluators (fid, kid, precision-recall), each a name or a mapping with its options."
+    )
+    every: int = Field(5, ge=1, description="Compute them every this many epochs (and after the last).")
+    samples: int = Field(5000, ge=2, description="Samples drawn each time.")
+    features: str = Field("auto", description="Feature network: auto, mnist, fashion-mnist, inception-v3.")
+
+
 class TrainConfig(_Strict):
     epochs: int = Field(30, ge=1, description="Epochs to train (early stopping may end sooner).")
     batch_size: int = Field(100, ge=1)
@@ -169,6 +180,12 @@ class TrainConfig(_Strict):
         lt=1,
         description="Keep an exponential moving average of the weights with this decay (e.g. "
         "0.999), updated after every step; evaluation, samples and best.pt use it.",
+    )
+    sample_metrics: SampleMetricsConfig | None = Field(
+        None,
+        description="Sample-quality metrics logged during training against the validation split "
+        "(validation/fid, ...; the test split without data.validation), which train.monitor can "
+        "follow: e.g. {metrics: [fid], every: 5, samples: 5000}.",
     )
     checkpoint_every: int | None = Field(
         None,

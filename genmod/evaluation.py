@@ -227,6 +227,6 @@ def no_likelihood(model: GenerativeModel) -> str:
     """The one line that says a model has nothing for ``genmod eval`` to compute."""
     return (
         f"{type(model).__name__} has no likelihood or bound to evaluate (it implements none of "
-        "log_importance_weights, log_likelihood, evaluation_bound): judge it by its samples "
-        "(genmod sample)"
+        "log_importance_weights, log_likelihood, evaluation_bound): judge its samples with "
+        "--metric fid, kid or precision-recall"
     )

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from genmod.specs import ComponentSpec, DatasetSpec, KindSpec, LoggerSpec, ModelSpec
+    from genmod.specs import ComponentSpec, DatasetSpec, EvaluatorSpec, KindSpec, LoggerSpec, ModelSpec
 
 PROJECT = "genmod"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -84,4 +84,14 @@ def register_loggers(register: Callable[[LoggerSpec], None]) -> None:
 
     :param register: call ``register(LoggerSpec(...))`` once per tracker; its ``build``
         returns a :class:`genmod.Logger`.
+    """
+
+
+@hookspec
+def register_evaluators(register: Callable[[EvaluatorSpec], None]) -> None:
+    """Register sample-quality metrics (``genmod eval --metric NAME``).
+
+    :param register: call ``register(EvaluatorSpec(...))`` once per metric; its ``build``
+        returns a :class:`genmod.Evaluator`, which compares features of generated and real
+        images.
     """

@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from genmod import hookspecs
+from genmod.evaluators import Evaluator
 from genmod.loggers import Logger
 from genmod.model import GenerativeModel
-from genmod.specs import ComponentSpec, DatasetSpec, KindSpec, LoggerSpec, ModelSpec
+from genmod.specs import ComponentSpec, DatasetSpec, EvaluatorSpec, KindSpec, LoggerSpec, ModelSpec
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +28,8 @@ class Kind:
     base: type | None
     """What the spec's ``build`` must return (``None``: a tensor, for datasets)."""
     description: str
+    takes_context: bool = True
+    """Whether the spec's ``build`` takes ``(options, context)``, or ``(options)`` alone."""
     declared: KindSpec | None = None
     """For a component kind, the family's declaration."""
 
@@ -80,6 +83,16 @@ AFTER_COMPONENTS = (
         spec=LoggerSpec,
         base=Logger,
         description="an experiment tracker a run reports to",
+        takes_context=False,
+    ),
+    Kind(
+        name="evaluator",
+        plural="evaluators",
+        hook=hookspecs.register_evaluators.__name__,
+        spec=EvaluatorSpec,
+        base=Evaluator,
+        description="a sample-quality metric (genmod eval --metric)",
+        takes_context=False,
     ),
 )
 """Listed after the families' component kinds, which come after models."""

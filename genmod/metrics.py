@@ -10,9 +10,10 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 
 class SplitMetrics(BaseModel):
@@ -26,6 +27,17 @@ class SplitMetrics(BaseModel):
     one (a GAN)."""
     terms: dict[str, float]
     """Its named parts (the model's ``terms``), e.g. ``reconstruction`` and ``kl``."""
+    sample_quality: dict[str, float] = {}
+    """Sample-quality figures of the model's samples against this split's images
+    (``train.sample_metrics``), e.g. ``fid``; on the epochs they were computed."""
+
+    @model_serializer(mode="wrap")
+    def _only_computed(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Lines without sample metrics stay as genmod 0.2 wrote them.
+        data: dict[str, Any] = handler(self)
+        if not self.sample_quality:
+            data.pop("sample_quality", None)
+        return data
 
     @classmethod
     def from_totals(cls, totals: torch.Tensor, names: Sequence[str], bounded: bool = True) -> SplitMetrics:
@@ -69,7 +81,11 @@ class EpochRecord(BaseModel):
                 flat.update(
                     {
                         f"{split}/{name}": value
-                        for name, value in {"loss": metrics.loss, **metrics.terms}.items()
+                        for name, value in {
+                            "loss": metrics.loss,
+                            **metrics.terms,
+                            **metrics.sample_quality,
+                        }.items()
                         if value is not None
                     }
                 )

@@ -37,6 +37,7 @@ from torch import nn
 from genmod import hookspecs
 from genmod.config import ComponentRef
 from genmod.errors import ConfigError, GenmodError, PluginError, UnknownNameError, one_line
+from genmod.evaluators import Evaluator
 from genmod.kinds import AFTER_COMPONENTS, KIND, MODEL, Kind
 from genmod.loggers import Logger
 from genmod.specs import DatasetSpec, KindSpec, ModelSpec
@@ -218,6 +219,11 @@ class Registry:
         logger: Logger = self._build("logger", ref, lambda spec, options: spec.build(options))
         return logger
 
+    def build_evaluator(self, ref: ComponentRef) -> Evaluator:
+        """Build the sample-quality metric ``ref`` names (``--metric``, ``train.sample_metrics``)."""
+        evaluator: Evaluator = self._build("evaluator", ref, lambda spec, options: spec.build(options))
+        return evaluator
+
     def _build(self, kind: str, ref: ComponentRef, build: Callable[[Any, Any], Any]) -> Any:
         """``build(spec, options)`` for the registered ``ref``, with its options validated and
         what it returns checked against the kind's interface."""
@@ -226,7 +232,7 @@ class Registry:
             options = self.component_options(kind, ref)
         except ValidationError as exc:
             raise ConfigError(f"{kind} '{ref.name}': {exc.errors()[0]['msg']}") from None
-        check_build_signature(entry)
+        check_build_signature(entry, self.kinds[kind])
         try:
             built = build(entry.spec, options)
         except GenmodError:
@@ -249,10 +255,11 @@ class Registry:
         return self._origins.get(module)
 
 
-def check_build_signature(entry: Entry) -> None:
+def check_build_signature(entry: Entry, kind: Kind) -> None:
     """Refuse a ``build`` that cannot take what genmod passes it, in words rather than as a
-    TypeError about a lambda: ``(options)`` for loggers, ``(options, context)`` for the rest."""
-    spelled = "(options)" if entry.kind == "logger" else "(options, context)"
+    TypeError about a lambda: ``(options, context)``, or ``(options)`` for the kinds that take
+    no context (loggers, evaluators)."""
+    spelled = "(options, context)" if kind.takes_context else "(options)"
     try:
         inspect.signature(entry.spec.build).bind(*range(spelled.count(",") + 1))
     except TypeError:

@@ -124,7 +124,13 @@ class RunReporter:
 
 
 def _figures(metrics: SplitMetrics) -> str:
-    """A split's figures on an epoch line: its bound, or its named terms for a model without one."""
+    """A split's figures on an epoch line: its bound, or its named terms for a model without
+    one; then its sample-quality figures, if computed."""
     if metrics.loss is not None:
-        return f"{metrics.loss:7.2f}"
-    return " ".join(f"{name} {value:.3f}" for name, value in metrics.terms.items())
+        shown = [f"{metrics.loss:7.2f}"]
+    else:
+        shown = [f"{name} {value:.3f}" for name, value in metrics.terms.items()]
+    shown += [
+        f"{name} {value:.4g}" for name, value in metrics.sample_quality.items() if not name.endswith("_se")
+    ]
+    return " ".join(shown)

@@ -12,7 +12,7 @@ import shutil
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +55,7 @@ from genmod.precision import (
 )
 from genmod.probe import probe_model
 from genmod.progress import RunReporter
+from genmod.quality import DuringTraining
 from genmod.specs import ModelContext
 from genmod.training import EpochPosition, UpdateRules, evaluate, steps_in_epoch, train_epoch
 
@@ -164,7 +165,7 @@ def build_model(
     ``data_levels`` values as training feeds them (2 binarized, 256 8-bit, None continuous);
     check it on ``probe`` (a batch as training feeds it) if given."""
     entry = registry.get("model", config.model.name)
-    check_build_signature(entry)
+    check_build_signature(entry, registry.kinds["model"])
     context = ModelContext(
         data_shape=tuple(data_shape),
         build_component=registry.build_component,
@@ -335,14 +336,16 @@ def _optimizers(model: GenerativeModel, train: TrainConfig, name: str) -> dict[s
     return optimizers
 
 
-def _monitored(model: GenerativeModel, config: RunConfig) -> str | None:
+def _monitored(model: GenerativeModel, config: RunConfig, sampled: Sequence[str] = ()) -> str | None:
     """The metric ``train.monitor`` names, or ``None`` where the run reports no validation
-    metrics (no ``data.validation``): then nothing is followed, as in genmod 0.2."""
+    metrics (no ``data.validation``): then nothing is followed, as in genmod 0.2. ``sampled``:
+    the names of the ``train.sample_metrics`` figures."""
     train, splits = config.train, ["train"]
     if config.data.validation and model.can("loss"):  # validation is evaluated with loss()
         splits.append("validation")
     parts = (["loss"] if model.bound is not None else []) + list(model.terms)
     names = [f"{split}/{part}" for split in splits for part in parts]
+    names += [name for name in sampled if not name.startswith("test/")]
     if train.monitor in names:
         return train.monitor
     if train.monitor.startswith("validation/") and not config.data.validation:
@@ -471,7 +474,8 @@ class Run:
                 "not a genmod.GenerativeModel"
             )
         self.evaluated = evaluated
-        self.monitored = _monitored(self.model, config)
+        self.sampled = self._sample_metrics(registry, device)
+        self.monitored = _monitored(self.model, config, self.sampled.names if self.sampled else ())
         steps = steps_in_epoch(len(self.data.train), train.batch_size) * train.epochs
         self.compiled = compile_wanted(train.compile, steps, COMPILE_MIN_STEPS)
         if self.compiled:
@@ -688,6 +692,19 @@ class Run:
     def _arithmetic(self) -> str:
         return precision_name(self.dtype) + (", compiled" if self.compiled else "")
 
+    def _sample_metrics(self, registry: Registry, device: torch.device) -> DuringTraining | None:
+        """``train.sample_metrics`` against the validation split (the test split without one:
+        reported, never followed)."""
+        config = self.config.train.sample_metrics
+        if config is None:
+            return None
+        split = "validation" if self.data.validation is not None else "test"
+        reference = (self.data.validation if self.data.validation is not None else self.data.test).cpu()
+        if self.data.dynamic_binarization:
+            reference = binarize_once(reference)
+        batch = max(1, self.config.train.eval_batch_size // self.model.evaluation_cost)
+        return DuringTraining(config, registry, reference, split, self.config.data.name, device, batch)
+
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> list[EpochRecord]:
         """Train the remaining epochs; returns the per-epoch metrics."""
@@ -821,6 +838,13 @@ class Run:
                 for device, state in zip(cuda, before[1], strict=True):
                     torch.cuda.set_rng_state(state, device)
                 return
+        sampled = self.sampled
+        if sampled is not None and (epoch % sampled.config.every == 0 or epoch == train.epochs):
+            figures = {"sample_quality": sampled.figures(self.evaluated, train.seed + epoch)}
+            if sampled.split == "validation":
+                validation = (validation or SplitMetrics(loss=None, terms={})).model_copy(update=figures)
+            else:
+                test = (test or SplitMetrics(loss=None, terms={})).model_copy(update=figures)
         skipped = int(distributed.all_reduce_sum(torch.tensor(self.position.skipped)))
         record = EpochRecord(
             epoch=epoch,

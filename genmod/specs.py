@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from genmod.config import ComponentRef, ModelConfig
+    from genmod.evaluators import Evaluator
     from genmod.loggers import Logger
     from genmod.model import GenerativeModel
     from genmod.streaming import StreamingImages
@@ -94,6 +95,20 @@ class LoggerSpec:
 
     name: str
     build: Callable[[Any], Logger]
+    options: type[BaseModel] = NoOptions
+    description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluatorSpec:
+    """A named sample-quality metric (``genmod eval --metric NAME``).
+
+    ``build(options)`` returns a :class:`genmod.Evaluator`; ``options`` is an instance of the
+    pydantic class ``options``.
+    """
+
+    name: str
+    build: Callable[[Any], Evaluator]
     options: type[BaseModel] = NoOptions
     description: str = ""
 

@@ -35,7 +35,8 @@ def _isolated(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Every test runs in its own folder, with the shared data, no stray plugins, a pinned
-    terminal, its own genmod config folder (trusted plugin files) and none of the user's
+    terminal, its own genmod config folder (trusted plugin files), the session's features
+    folder and none of the user's
     genmod or tracker settings: the suite passes whatever shell and home it is started from.
 
     Only tests that ask for ``data_dir`` (or run genmod on MNIST) need the data on disk: the
@@ -50,6 +51,9 @@ def _isolated(
     monkeypatch.setenv("GENMOD_DATA_DIR", str(DATA_DIR))
     monkeypatch.setenv("GENMOD_CONFIG_DIR", str(tmp_path_factory.mktemp("genmod-config")))
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path_factory.getbasetemp() / "matplotlib"))
+    # One features folder for the session: cached reference statistics are shared by the
+    # tests, never written into the user's cache.
+    monkeypatch.setenv("GENMOD_FEATURES_DIR", str(tmp_path_factory.getbasetemp() / "features"))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

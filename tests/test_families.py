@@ -63,8 +63,17 @@ def test_a_gan_has_two_optimizers_no_bound_and_eval_says_so_in_one_line(tmp_path
     refused = genmod("eval", out, "--plugin", plugin)
     (line,) = refused.output.strip().splitlines()
     assert refused.exit_code == 2 and "has no likelihood or bound to evaluate" in line
+    assert "--metric fid" in line
+    scored = genmod("eval", out, "--plugin", plugin, "--metric", "fid", "--samples", 500)
+    assert scored.exit_code == 0, scored.output
+    assert "mnist features, 500 samples vs the test split of mnist (10000 images)" in scored.output
+    fid = json.loads((out / "eval.json").read_text())["sample_quality"]["fid"]
+    assert fid["figures"]["fid"] > 0 and fid["epoch"] == 1 and fid["features"] == "mnist"
     assert "gan" in genmod("runs", tmp_path).output
-    assert "trained 1 of 1 epochs" in genmod("info", out, "--plugin", plugin).output
+    info = genmod("info", out, "--plugin", plugin).output
+    assert (
+        "trained 1 of 1 epochs" in info and f"fid {fid['figures']['fid']:.4g} (genmod eval of epoch 1" in info
+    )
     assert genmod("sample", out, "--plugin", plugin, "-n", 4, "-o", tmp_path / "s.png").exit_code == 0
 
 
@@ -142,6 +151,24 @@ def test_train_monitor_names_a_reported_metric_and_never_a_test_one(tmp_path, da
     assert re.search(
         rf"best train/discriminator\W+{max(values):.2f} \(epoch {best['epoch']}\)", watched.output
     )
+
+
+def test_a_gan_follows_its_validation_fid_and_resumes_to_the_same_figures(tmp_path, data_dir):
+    plugin = plugin_from_docs("gan.py", tmp_path)
+    run = (
+        "run", "gan", "--plugin", plugin, *SMALL, "--set", "data.validation=1000",
+        "--set", "train.sample_metrics={metrics: [fid, precision-recall], every: 1, samples: 500}",
+        "--set", "train.monitor=validation/fid",
+    )  # fmt: skip
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    trained = genmod(*run, "--epochs", 3, "--out", whole)
+    assert trained.exit_code == 0, trained.output
+    fids = [row["validation"]["sample_quality"]["fid"] for row in losses(whole)]
+    assert re.search(r"val fid \d+(\.\d+)? precision [\d.]+ recall [\d.]+", trained.output)
+    assert torch.load(whole / "best.pt", weights_only=True)["epoch"] == 1 + fids.index(min(fids))
+    assert genmod(*run, "--epochs", 1, "--out", parts).exit_code == 0
+    assert genmod("run", "--resume", parts, "--plugin", plugin, "--epochs", 3).exit_code == 0
+    assert losses(parts) == losses(whole)  # the samples drawn leave training's random state alone
 
 
 @pytest.mark.slow

@@ -127,6 +127,7 @@ def test_genmod_plugins_shows_each_plugin_its_hooks_and_what_it_registered(tmp_p
     assert zoo["registered"] == {"model": 5, "encoder": 3, "decoder": 2, "prior": 2, "likelihood": 3}
     assert "register_priors" in zoo["hooks"] and "register_datasets" not in zoo["hooks"]
     assert plugins["genmod (builtins)"]["registered"]["dataset"] == 5
+    assert plugins["genmod (builtins)"]["registered"]["evaluator"] == 3
     # The VAE family is a plugin like any other family's: its kinds and its two components.
     assert plugins["genmod (vae)"]["registered"] == {"kind": 4, "prior": 1, "likelihood": 1}
     (failed,) = listing["failed"]

@@ -1,4 +1,5 @@
-"""genmod's built-in plugin: the torchvision datasets and the experiment trackers. It is
+"""genmod's built-in plugin: the torchvision datasets, the experiment trackers and the
+sample-quality evaluators. It is
 registered through the ``genmod`` entry-point group like any third-party plugin, so it can be
 listed, replaced or left out in the same way (the VAE family's built-in prior and likelihood
 are in its own plugin, :mod:`genmod.vae.plugin`)."""
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from genmod.builtins.datasets import DATASETS
+from genmod.builtins.evaluators import EVALUATORS
 from genmod.builtins.loggers import LOGGERS
 from genmod.hookspecs import hookimpl
 
@@ -22,4 +24,10 @@ def register_datasets(register: Callable[[Any], None]) -> None:
 @hookimpl
 def register_loggers(register: Callable[[Any], None]) -> None:
     for spec in LOGGERS:
+        register(spec)
+
+
+@hookimpl
+def register_evaluators(register: Callable[[Any], None]) -> None:
+    for spec in EVALUATORS:
         register(spec)

@@ -1,0 +1,116 @@
+"""Built-in sample-quality metrics: FID, KID and precision/recall.
+
+Their statistics are torch-fidelity's, computed on the features genmod hands them, so the
+definitions are the published ones:
+
+- **FID** (Heusel et al. 2017): the Fréchet distance between Gaussians fitted to the two sets.
+- **KID** (Bińkowski et al. 2018): the unbiased MMD with the cubic polynomial kernel, averaged
+  over ``subsets`` random subsets of ``subset_size`` images; its standard error is the spread
+  of the subsets' values over the square root of their number.
+- **precision/recall** (Kynkäänniemi et al. 2019): the share of generated images inside the
+  real images' k-nearest-neighbour balls, and the share of real images inside the generated
+  images' balls.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
+
+from genmod.evaluators import Evaluator
+from genmod.specs import EvaluatorSpec
+
+
+class KIDOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subsets: int = Field(100, ge=1, description="Random subsets the MMD is averaged over.")
+    subset_size: int = Field(1000, ge=2, description="Images of each set in a subset.")
+    seed: int = Field(0, description="Seed of the subsets' draws.")
+
+
+class PRCOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    neighborhood: int = Field(3, ge=1, description="k of the k-nearest-neighbour balls.")
+
+
+class FID(Evaluator):
+    figures = ("fid",)
+
+    def compute(self, generated: Tensor, real: Tensor) -> dict[str, float]:
+        from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+        stats = [fid_features_to_statistics(features) for features in (generated, real)]
+        value = fid_statistics_to_metric(*stats, verbose=False)["frechet_inception_distance"]
+        return {"fid": float(value)}
+
+
+class KID(Evaluator):
+    figures = ("kid", "kid_se")
+
+    def __init__(self, options: KIDOptions) -> None:
+        self.options = options
+
+    def compute(self, generated: Tensor, real: Tensor) -> dict[str, float]:
+        from torch_fidelity.metric_kid import kid_features_to_metric
+
+        size = min(self.options.subset_size, len(generated), len(real))
+        result = kid_features_to_metric(
+            generated,
+            real,
+            kid_subsets=self.options.subsets,
+            kid_subset_size=size,
+            rng_seed=self.options.seed,
+            verbose=False,
+        )
+        return {
+            "kid": float(result["kernel_inception_distance_mean"]),
+            "kid_se": float(result["kernel_inception_distance_std"]) / math.sqrt(self.options.subsets),
+        }
+
+    def describe(self) -> str:
+        o = self.options
+        return f"{o.subsets} subsets of {o.subset_size}, cubic kernel, seed {o.seed}"
+
+
+class PrecisionRecall(Evaluator):
+    figures = ("precision", "recall")
+
+    def __init__(self, options: PRCOptions) -> None:
+        self.options = options
+
+    def compute(self, generated: Tensor, real: Tensor) -> dict[str, float]:
+        from torch_fidelity.metric_prc import calculate_precision_recall_part
+
+        precision, recall = calculate_precision_recall_part(
+            generated.float(), real.float(), self.options.neighborhood, batch_size=10000
+        )
+        return {"precision": float(precision), "recall": float(recall)}
+
+    def describe(self) -> str:
+        return f"k = {self.options.neighborhood} nearest neighbours"
+
+
+EVALUATORS = (
+    EvaluatorSpec(
+        name="fid",
+        build=lambda options: FID(),
+        description="Fréchet distance between the features' Gaussians (Heusel et al. 2017); lower is better.",
+    ),
+    EvaluatorSpec(
+        name="kid",
+        build=KID,
+        options=KIDOptions,
+        description="Kernel distance, unbiased MMD with a cubic kernel, with its standard error "
+        "(Bińkowski et al. 2018); lower is better.",
+    ),
+    EvaluatorSpec(
+        name="precision-recall",
+        build=PrecisionRecall,
+        options=PRCOptions,
+        description="k-NN manifold precision (samples that look real) and recall (real images "
+        "covered) (Kynkäänniemi et al. 2019); higher is better.",
+    ),
+)
+"""genmod's built-in evaluators, registered by its built-in plugin."""

@@ -1,0 +1,169 @@
+"""Sample quality of a model: draw samples, compute features, hand both sets to evaluators.
+
+Every figure is reported with how it was computed (:attr:`SampleQuality.how`): the feature
+network, the number of samples, the reference images and the evaluator's own settings, so an
+FID over genmod's MNIST features is never read as an Inception FID. The reference images'
+features are cached under the features folder, keyed by the network and a digest of the
+images themselves, so a second evaluation against the same split does not recompute them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from genmod.data import as_float
+from genmod.evaluators import Evaluator
+from genmod.features import FeatureNetwork, features_dir, network_for
+from genmod.model import GenerativeModel
+
+if TYPE_CHECKING:
+    from genmod.config import SampleMetricsConfig
+    from genmod.plugins import Registry
+
+FEATURE_BATCH = 500
+
+
+@dataclass(frozen=True)
+class SampleQuality:
+    """One evaluator's figures and what they were computed from."""
+
+    metric: str
+    figures: dict[str, float]
+    features: str
+    """The feature network, by its name in :data:`genmod.features.NETWORKS`."""
+    samples: int
+    reference: str
+    """The real images compared with, e.g. ``test split of mnist (10000 images)``."""
+    settings: str
+    seconds: float
+
+    @property
+    def how(self) -> str:
+        extra = f", {self.settings}" if self.settings else ""
+        return f"{self.features} features, {self.samples} samples vs the {self.reference}{extra}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "how": self.how}
+
+
+def features_of(network: nn.Module, images: Tensor) -> Tensor:
+    """``network``'s features of ``images`` (any dtype genmod stores images in), in float64."""
+    device = next(network.parameters()).device
+    with torch.no_grad():
+        parts = [
+            network(as_float(batch.to(device)).clamp(0, 1)).double().cpu()
+            for batch in images.split(FEATURE_BATCH)
+        ]
+    return torch.cat(parts)
+
+
+def reference_features(network: nn.Module, spec: FeatureNetwork, images: Tensor, name: str) -> Tensor:
+    """Features of the real ``images``, read from the cache when they were computed before."""
+    digest = hashlib.sha256(images.cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+    path = features_dir() / "reference" / f"{name}-{spec.name}-{spec.sha256[:8]}-{digest}.pt"
+    if path.is_file():
+        cached: Tensor = torch.load(path, weights_only=True)
+        return cached
+    features = features_of(network, images)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save(features, partial)
+    partial.replace(path)  # never a half-written cache file
+    return features
+
+
+def generated_features(
+    model: GenerativeModel,
+    network: nn.Module,
+    n: int,
+    batch: int,
+    on_progress: Callable[[int], None],
+) -> Tensor:
+    parts, done = [], 0
+    while done < n:
+        size = min(batch, n - done)
+        parts.append(features_of(network, model.sample(size)))
+        done += size
+        on_progress(done)
+    return torch.cat(parts)
+
+
+def sample_quality(
+    model: GenerativeModel,
+    evaluators: Mapping[str, Evaluator],
+    network: nn.Module,
+    spec: FeatureNetwork,
+    reference: Tensor,
+    reference_name: str,
+    samples: int,
+    batch: int,
+    on_progress: Callable[[int], None] = lambda done: None,
+) -> list[SampleQuality]:
+    """Each evaluator's figures for ``samples`` of ``model`` against ``reference`` images."""
+    start = time.perf_counter()
+    real = reference_features(network, spec, reference, reference_name.replace(" ", "-"))
+    generated = generated_features(model, network, samples, batch, on_progress)
+    drawn = time.perf_counter() - start
+    results = []
+    for name, evaluator in evaluators.items():
+        started = time.perf_counter()
+        figures = evaluator.compute(generated, real)
+        results.append(
+            SampleQuality(
+                metric=name,
+                figures=figures,
+                features=spec.name,
+                samples=samples,
+                reference=f"{reference_name} ({len(reference)} images)",
+                settings=evaluator.describe(),
+                seconds=drawn + time.perf_counter() - started,
+            )
+        )
+    return results
+
+
+class DuringTraining:
+    """``train.sample_metrics``: the evaluators, the feature network and the reference
+    features, made once per run; :meth:`figures` of the model after an epoch."""
+
+    def __init__(
+        self,
+        config: SampleMetricsConfig,
+        registry: Registry,
+        reference: Tensor,
+        split: str,
+        dataset: str,
+        device: torch.device,
+        batch: int,
+    ) -> None:
+        self.config, self.split, self.batch = config, split, batch
+        self.evaluators = {ref.name: registry.build_evaluator(ref) for ref in config.metrics}
+        self.spec = network_for(dataset, tuple(reference.shape[1:]), config.features)
+        self.network = self.spec.load().to(device)
+        self.real = reference_features(self.network, self.spec, reference, f"{split}-split-of-{dataset}")
+
+    @property
+    def names(self) -> list[str]:
+        """What the figures are logged as: ``validation/fid``, ..."""
+        return [f"{self.split}/{name}" for e in self.evaluators.values() for name in e.figures]
+
+    def figures(self, model: GenerativeModel, seed: int) -> dict[str, float]:
+        """Every evaluator's figures for ``config.samples`` samples drawn with ``seed``; the
+        training's random state is left as it was, so that a resumed run is bit-exact."""
+        device = next(model.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            generated = generated_features(
+                model, self.network, self.config.samples, self.batch, lambda done: None
+            )
+        figures: dict[str, float] = {}
+        for evaluator in self.evaluators.values():
+            figures.update(evaluator.compute(generated, self.real))
+        return figures
