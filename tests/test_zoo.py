@@ -204,3 +204,29 @@ def test_a_pixelcnn_trains_reports_its_exact_nll_and_samples(tmp_path, data_dir)
     with torch.no_grad():
         assert report["nll"] == pytest.approx(float(-model.log_likelihood(images).double().mean()), abs=0.01)
         assert set(torch.unique(model.sample(2)).tolist()) <= {0.0, 1.0}
+
+
+# The DCGAN --------------------------------------------------------------------------------------
+def test_a_dcgan_trains_on_its_validation_fid_and_is_judged_by_samples_only(tmp_path, data_dir):
+    out = tmp_path / "dcgan"
+    small = ("--set", "data.limit=1500", "--set", "data.validation=500", "--set", "model.channels=8",
+             "--set", "train.sample_metrics={metrics: [fid], every: 1, samples: 300}", "--device", "cpu")  # fmt: skip
+    trained = genmod("run", "dcgan", "--epochs", 2, *small, "--out", out)
+    assert trained.exit_code == 0, trained.output
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["quantity"] is None and all(row["validation"]["sample_quality"]["fid"] > 0 for row in rows)
+    refused = genmod("eval", out)
+    (line,) = refused.output.strip().splitlines()
+    assert refused.exit_code == 2 and "--metric fid" in line
+    assert genmod("eval", out, "--metric", "precision-recall", "--samples", 300).exit_code == 0
+    assert "precision-recall" in json.loads((out / "eval.json").read_text())["sample_quality"]
+
+
+def test_a_dcgan_refuses_images_whose_sides_are_not_multiples_of_four(registry):
+    from genmod.errors import ConfigError
+    from genmod.specs import ModelContext
+    from genmod_zoo.dcgan import DCGANConfig, build
+
+    context = ModelContext(data_shape=(1, 30, 30), build_component=registry.build_component)
+    with pytest.raises(ConfigError, match="H and W multiples of 4, got \\(1, 30, 30\\)"):
+        build(DCGANConfig(name="dcgan"), context)

@@ -10,7 +10,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from genmod import ComponentSpec, ModelSpec, NoOptions, hookimpl
-from genmod_zoo import conv, flows, gated, hvae, likelihoods, logistic, models, pixelcnn, priors
+from genmod_zoo import conv, dcgan, flows, gated, hvae, likelihoods, logistic, models, pixelcnn, priors
 
 
 def _recipe(name: str) -> Path:
@@ -160,5 +160,14 @@ def register_models(register):
             build=pixelcnn.build,
             recipe=_recipe("pixelcnn"),
             description="Gated PixelCNN of binary images: exact NLL, sampled pixel by pixel.",
+        )
+    )
+    register(
+        ModelSpec(
+            name="dcgan",
+            config=dcgan.DCGANConfig,
+            build=dcgan.build,
+            recipe=_recipe("dcgan"),
+            description="DCGAN: convolutional generator and discriminator, two optimizers, no likelihood.",
         )
     )
