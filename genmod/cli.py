@@ -606,6 +606,10 @@ def sample(
         Optional[Path], typer.Option("-o", "--output", help="PNG file; default RUN_DIR/samples.png.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the prior draws.")] = 0,
+    option: Annotated[
+        Optional[list[str]],
+        typer.Option(help="A sampling option of the model, KEY=VALUE (e.g. sampler=ddim); repeatable."),
+    ] = None,
     device: DeviceOption = "auto",
     checkpoint: CheckpointOption = None,
     plugin: PluginOption = None,
@@ -613,18 +617,42 @@ def sample(
 ) -> None:
     """Draw images from a trained model.
 
-    Samples from the prior, decoded, saved as a grid."""
+    Samples from the model (a VAE's prior, decoded), saved as a grid."""
     import torch
 
     from genmod import artifacts
 
-    _, _, model, _, _ = _trained(run_dir, plugin, device, checkpoint, trust_plugins=trust_plugins)
+    _, config, model, _, _ = _trained(run_dir, plugin, device, checkpoint, trust_plugins=trust_plugins)
+    options = _sample_options(model, config.model.name, option or [])
     torch.manual_seed(seed)
     with torch.inference_mode():
-        images = model.sample(n)
+        images = model.sample(n, **options)
     path = output or artifacts.beside(run_dir, "samples.png")
     artifacts.save_grid(images, path, nrow=math.ceil(math.sqrt(n)))
     console.print(f"saved {n} samples to {path}", highlight=False)
+
+
+def _sample_options(model: GenerativeModel, name: str, pairs: list[str]) -> dict[str, Any]:
+    """``--option KEY=VALUE`` pairs, validated by the model's ``sample_options`` class."""
+    from pydantic import ValidationError
+
+    if not pairs:
+        return {}
+    if model.sample_options is None:
+        raise ConfigError(f"model '{name}' takes no sampling options: leave out --option")
+    malformed = [pair for pair in pairs if "=" not in pair]
+    if malformed:
+        raise ConfigError(f"--option {malformed[0]}: write it as KEY=VALUE")
+    given = dict(pair.split("=", 1) for pair in pairs)
+    try:
+        options = model.sample_options.model_validate(given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        fields = ", ".join(model.sample_options.model_fields)
+        raise ConfigError(f"--option {where}: {error['msg']} (model '{name}' takes {fields})") from None
+    dumped: dict[str, Any] = options.model_dump(exclude_unset=True)
+    return dumped
 
 
 @app.command()

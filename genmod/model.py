@@ -29,6 +29,8 @@ from torch import Tensor, nn
 from genmod.bound import Bound
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from genmod.callbacks import Callback
     from genmod.checks import Probe
     from genmod.config import TrainConfig
@@ -83,9 +85,14 @@ class GenerativeModel(nn.Module, metaclass=abc.ABCMeta):
     """What :attr:`Bound.value` is, as every report names it: ``-ELBO`` for a VAE, ``NLL``
     for an exact likelihood, ``diffusion bound``...; ``None`` for a model with no bound on
     ``-log p(x)`` at all (a GAN), whose reports show only its terms."""
-    evaluation_cost: ClassVar[int] = 1
-    """Network passes per image and sample in evaluation (a diffusion model's steps): the
-    evaluator sizes its batches by it, so that memory stays bounded."""
+    sample_options: ClassVar[type[BaseModel] | None] = None
+    """The pydantic class of the keyword options :meth:`sample` takes besides ``n`` (a
+    diffusion model's sampler and steps), which ``genmod sample --option KEY=VALUE`` validates
+    and passes; ``None``: it takes none."""
+    evaluation_cost: int = 1
+    """Network passes per image and sample in evaluation (a diffusion model's steps; set in
+    ``__init__`` where it depends on the config): the evaluator sizes its batches by it, so
+    that memory stays bounded."""
 
     def __init__(self) -> None:
         super().__init__()

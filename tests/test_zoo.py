@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -230,3 +231,44 @@ def test_a_dcgan_refuses_images_whose_sides_are_not_multiples_of_four(registry):
     context = ModelContext(data_shape=(1, 30, 30), build_component=registry.build_component)
     with pytest.raises(ConfigError, match="H and W multiples of 4, got \\(1, 30, 30\\)"):
         build(DCGANConfig(name="dcgan"), context)
+
+
+# The variational diffusion model ----------------------------------------------------------------
+def test_a_fresh_diffusion_models_bound_terms_follow_their_definitions():
+    from torch.distributions import kl_divergence
+
+    from genmod_zoo.diffusion import VDM, DiffusionConfig
+
+    torch.manual_seed(0)
+    model = VDM(DiffusionConfig(name="diffusion", channels=8, blocks=1), (1, 8, 8))
+    x = torch.randint(0, 256, (500, 1, 8, 8)).float() / 255
+    with torch.no_grad():
+        terms = model.evaluation_bound(x).terms
+    # The fresh network predicts eps_hat = 0, so the diffusion term is gamma'/2 E||eps||^2.
+    assert float(terms["diffusion"].mean()) == pytest.approx(0.5 * 18.3 * 64, rel=0.02)
+    e = (torch.round(x * 255) * 2 + 1) / 256 - 1
+    var_1 = torch.sigmoid(torch.tensor(5.0))
+    kl = kl_divergence(Normal((1 - var_1).sqrt() * e, var_1.sqrt()), Normal(0.0, 1.0)).sum((1, 2, 3))
+    assert torch.allclose(terms["prior"], kl, atol=1e-4)
+    assert 0 < float(terms["decoder"].mean()) < 0.01 * 64  # sigma_0 is far below a bin's width
+
+
+def test_a_diffusion_model_reports_its_bound_in_bits_per_dim_and_samples_with_ddim(tmp_path, data_dir):
+    out = tmp_path / "diffusion"
+    small = ("--set", "data.limit=1000", "--set", "data.validation=200", "--set", "data.test_limit=200",
+             "--set", "model.channels=8", "--set", "model.blocks=1", "--set", "train.eval_every=1")  # fmt: skip
+    trained = genmod("run", "diffusion", "--epochs", 1, *small, "--out", out, "--device", "cpu")
+    assert trained.exit_code == 0, trained.output
+    assert re.search(r"test variational bound \(bits/dim\)\W+\d+\.\d{3}", trained.output)
+    evaluated = genmod("eval", out, "--images", 50)
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads((out / "eval.json").read_text())
+    assert report["quantity"] == "variational bound"
+    assert report["bits_per_dim"] == pytest.approx(report["nll"] / (784 * math.log(2)))
+    for sampler in ("ddim", "ancestral"):
+        drawn = genmod("sample", out, "-n", 4, "--option", f"sampler={sampler}", "--option", "steps=5",
+                       "-o", tmp_path / f"{sampler}.png")  # fmt: skip
+        assert drawn.exit_code == 0, drawn.output
+    refused = genmod("sample", out, "--option", "sampler=euler")
+    (line,) = refused.output.strip().splitlines()
+    assert refused.exit_code == 2 and "--option sampler" in line and "takes sampler, steps" in line

@@ -10,7 +10,19 @@ from importlib.resources import files
 from pathlib import Path
 
 from genmod import ComponentSpec, ModelSpec, NoOptions, hookimpl
-from genmod_zoo import conv, dcgan, flows, gated, hvae, likelihoods, logistic, models, pixelcnn, priors
+from genmod_zoo import (
+    conv,
+    dcgan,
+    diffusion,
+    flows,
+    gated,
+    hvae,
+    likelihoods,
+    logistic,
+    models,
+    pixelcnn,
+    priors,
+)
 
 
 def _recipe(name: str) -> Path:
@@ -169,5 +181,14 @@ def register_models(register):
             build=dcgan.build,
             recipe=_recipe("dcgan"),
             description="DCGAN: convolutional generator and discriminator, two optimizers, no likelihood.",
+        )
+    )
+    register(
+        ModelSpec(
+            name="diffusion",
+            config=diffusion.DiffusionConfig,
+            build=diffusion.build,
+            recipe=_recipe("diffusion"),
+            description="Variational diffusion model of 8-bit images: its bound in bits/dim, DDIM sampling.",
         )
     )
