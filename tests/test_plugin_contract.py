@@ -124,7 +124,7 @@ def test_genmod_plugins_shows_each_plugin_its_hooks_and_what_it_registered(tmp_p
     plugins = {p["plugin"]: p for p in listing["plugins"]}
     zoo = plugins["genmod-zoo"]
     assert zoo["version"] == "0.2.0" and not zoo["explicit"]
-    assert zoo["registered"] == {"model": 7, "encoder": 3, "decoder": 2, "prior": 2, "likelihood": 3}
+    assert zoo["registered"] == {"model": 8, "encoder": 3, "decoder": 2, "prior": 2, "likelihood": 3}
     assert "register_priors" in zoo["hooks"] and "register_datasets" not in zoo["hooks"]
     assert plugins["genmod (builtins)"]["registered"]["dataset"] == 5
     assert plugins["genmod (builtins)"]["registered"]["evaluator"] == 3

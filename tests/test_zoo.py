@@ -272,3 +272,47 @@ def test_a_diffusion_model_reports_its_bound_in_bits_per_dim_and_samples_with_dd
     refused = genmod("sample", out, "--option", "sampler=euler")
     (line,) = refused.output.strip().splitlines()
     assert refused.exit_code == 2 and "--option sampler" in line and "takes sampler, steps" in line
+
+
+# Glow ---------------------------------------------------------------------------------------------
+def test_glows_log_density_is_the_change_of_variables_of_its_transform():
+    from genmod_zoo.glow import Glow, GlowConfig
+
+    torch.manual_seed(0)
+    model = Glow(GlowConfig(name="glow", levels=1, blocks=2, hidden=8), (1, 4, 4)).double()
+    y = torch.rand(3, 1, 4, 4, dtype=torch.float64) - 0.5
+    model.flow.log_prob(y, None)  # the activation norms initialise from this first batch
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # not the identity: a transform worth checking
+    for image in y:
+
+        def latents(flat: torch.Tensor) -> torch.Tensor:
+            z, _ = model.flow.inverse_and_log_det(flat.view(1, 1, 4, 4))
+            return torch.cat([part.flatten() for part in z])
+
+        jacobian = torch.autograd.functional.jacobian(latents, image.flatten())
+        z = latents(image.flatten())
+        (q0,) = model.flow.q0
+        base = q0.log_prob(z.view(1, *q0.shape))
+        expected = base + torch.linalg.slogdet(jacobian).logabsdet
+        with torch.no_grad():
+            assert float(model.flow.log_prob(image.unsqueeze(0), None)) == pytest.approx(
+                float(expected), abs=1e-6
+            )
+
+
+def test_a_glow_reports_its_dequantized_bound_in_bits_per_dim_and_samples(tmp_path, data_dir):
+    out = tmp_path / "glow"
+    small = ("--set", "data.limit=1000", "--set", "data.validation=200", "--set", "data.test_limit=200",
+             "--set", "model.blocks=2", "--set", "model.hidden=16")  # fmt: skip
+    trained = genmod("run", "glow", "--epochs", 1, *small, "--out", out, "--device", "cpu")
+    assert trained.exit_code == 0, trained.output
+    assert re.search(r"test dequantized NLL \(bits/dim\)\W+\d+\.\d{3}", trained.output)
+    evaluated = genmod("eval", out, "--images", 100)
+    assert evaluated.exit_code == 0 and "dequantized NLL, bits/dim" in evaluated.output, evaluated.output
+    report = json.loads((out / "eval.json").read_text())
+    assert report["quantity"] == "dequantized NLL" and report["k"] is None
+    assert genmod("sample", out, "-n", 4, "-o", tmp_path / "s.png").exit_code == 0
+    refused = genmod("run", "glow", "--set", "data.binarize=dynamic", "--out", tmp_path / "b")
+    assert refused.exit_code == 2 and "glow models 8-bit images" in refused.output

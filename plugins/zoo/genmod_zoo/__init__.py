@@ -16,6 +16,7 @@ from genmod_zoo import (
     diffusion,
     flows,
     gated,
+    glow,
     hvae,
     likelihoods,
     logistic,
@@ -190,5 +191,14 @@ def register_models(register):
             build=diffusion.build,
             recipe=_recipe("diffusion"),
             description="Variational diffusion model of 8-bit images: its bound in bits/dim, DDIM sampling.",
+        )
+    )
+    register(
+        ModelSpec(
+            name="glow",
+            config=glow.GlowConfig,
+            build=glow.build,
+            recipe=_recipe("glow"),
+            description="Glow: multi-scale flow of dequantized 8-bit images, its bound in bits/dim (normflows).",
         )
     )
