@@ -41,6 +41,15 @@ REFERENCES = {
         "van den Oord et al. 2016, PixelCNN; static binarization",
         None,
     ),
+    "glow": (
+        "flow",
+        "Glow, 2 scales of 8 steps, 8-bit MNIST",
+        "1.05 bits/dim",
+        "Kingma & Dhariwal 2018",
+        None,
+    ),
+    "diffusion": ("diffusion", "Variational diffusion model, U-Net of 32 maps, 8-bit MNIST", None, "", None),
+    "dcgan": ("GAN", "DCGAN, 8-bit MNIST (no likelihood)", None, "", None),
 }
 FLOOR = ROOT / "benchmarks" / "sample_quality_floor.json"
 """The training images scored as samples (benchmarks/sample_quality_floor.py --write)."""
@@ -98,24 +107,33 @@ def table() -> None:
         )
         hours = sum(row["seconds"] for row in history) / 3600
         how = f"IS, k={evaluation['k']}" if evaluation.get("k") else evaluation.get("quantity", "")
+        if "nll" not in evaluation:
+            figure = "- (no likelihood)"
+        elif evaluation.get("bits_per_dim") is not None:
+            figure = f"**{evaluation['bits_per_dim']:.3f} bits/dim** ({how})"
+        else:
+            figure = f"**{evaluation['nll']:.2f} ± {evaluation['nll_se']:.2f}** ({how})"
+        epoch = evaluation.get(
+            "epoch", next(iter(evaluation.get("sample_quality", {}).values()), {}).get("epoch")
+        )
         rows.append(
-            f"| {family} | {label} | `configs/repro-{folder.name}.yaml` | {len(history)} ({evaluation['epoch']}) "
-            f"| {hours:.1f} h | **{evaluation['nll']:.2f} ± {evaluation['nll_se']:.2f}** ({how}) "
-            f"| {published if published else '-'} ({source}) | {pythae if pythae else '-'} "
+            f"| {family} | {label} | `configs/repro-{folder.name}.yaml` | {len(history)} ({epoch}) "
+            f"| {hours:.1f} h | {figure} "
+            f"| {published or '-'}{f' ({source})' if source else ''} | {pythae or '-'} "
             f"| {_quality(evaluation.get('sample_quality', {}))} |"
         )
     for name, (family, label, published, source, pythae) in REFERENCES.items():
         if not (PRETRAINED / name).is_dir():
             rows.append(
-                f"| {family} | {label} | `configs/repro-{name}.yaml` | not shipped yet | | | {published} ({source}) "
-                f"| {pythae if pythae else '-'} | | | | |"
+                f"| {family} | {label} | `configs/repro-{name}.yaml` | not shipped yet | | "
+                f"| {published or '-'}{f' ({source})' if source else ''} | {pythae or '-'} | | | | |"
             )
     if FLOOR.is_file():
-        floor = json.loads(FLOOR.read_text())
-        rows.append(
-            "| (data) | 10,000 training images scored as samples, binarized once: the floor | | | | | | "
-            f"| {_quality(floor)} |"
-        )
+        for kind, floor in json.loads(FLOOR.read_text()).items():
+            rows.append(
+                f"| (data) | 10,000 training images scored as samples, {kind}: the floor | | | | | | "
+                f"| {_quality(floor)} |"
+            )
     text = TABLE.read_text() if TABLE.is_file() else ""
     rest = text[text.index("\n## ") :] if "\n## " in text else "\n"
     TABLE.write_text(

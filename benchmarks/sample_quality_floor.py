@@ -6,7 +6,7 @@ images, with genmod's shipped MNIST features and the evaluators' defaults, as ``
 sets binarized once (the protocol of the binarized rows). A perfect model of the data would
 score about this; also prints uniform noise, the other end of the scale.
 
-Run by hand (``--write`` also saves the binarized row for the reproduction table):
+Run by hand (``--write`` also saves both data rows for the reproduction table):
   python benchmarks/sample_quality_floor.py --data-dir ../shared/data --write
 """
 
@@ -51,22 +51,24 @@ def main() -> None:
         "training images, binarized once": (binarize_once(train[:IMAGES]), binarize_once(test)),
         "uniform noise": (torch.rand(IMAGES, 1, 28, 28), test),
     }
+    rows: dict[str, dict] = {}
     print(f"| {'scored':33} | FID | KID | precision | recall |")
     print("|---|---|---|---|---|")
     for name, (generated, real) in cases.items():
         g, r = features_of(network, as_float(generated)), features_of(network, as_float(real))
         figures, per_metric = {}, {}
+        kind = "binarized" if "binarized" in name else "8-bit"
         for metric, evaluator in evaluators.items():
             per_metric[metric] = {"figures": evaluator.compute(g, r)}
             figures.update(per_metric[metric]["figures"])
-        if args.write and name == "training images, binarized once":
-            (Path(__file__).parent / "sample_quality_floor.json").write_text(
-                json.dumps(per_metric, indent=2) + "\n"
-            )
+        if name != "uniform noise":
+            rows[kind] = per_metric
         print(
             f"| {name:33} | {figures['fid']:.3f} | {figures['kid']:.3f} ± {figures['kid_se']:.3f} "
             f"| {figures['precision']:.3f} | {figures['recall']:.3f} |"
         )
+    if args.write:
+        (Path(__file__).parent / "sample_quality_floor.json").write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":
