@@ -48,7 +48,7 @@ def pip_install(package: Path | str, target: Path | str) -> list[str]:
 
 
 EXTRAS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb", "streaming": "streaming",
-          "nbclient": "notebook", "nbformat": "notebook"}  # fmt: skip
+          "nbclient": "notebook", "nbformat": "notebook", "optuna": "optuna"}  # fmt: skip
 """Each optional module the tests use, and genmod's extra that installs it."""
 
 

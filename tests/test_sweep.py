@@ -1,16 +1,18 @@
 """genmod sweep on the mock model: every combination in its own folder, the cores divided,
-finished runs skipped on a second call, and Ctrl-C stopping every run at a checkpoint."""
+finished runs skipped on a second call, and Ctrl-C stopping every run at a checkpoint; and
+the docs' Optuna example, driving the Python API."""
 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import checkpoint_epoch, cli, genmod
+from helpers import checkpoint_epoch, cli, genmod, optional
 
 MOCK = Path(__file__).resolve().parent / "mock" / "genmod_mock.py"
 GRID = ("--set", "train.lr=0.01,0.001", "--set", "model.hidden=4,8")
@@ -68,3 +70,25 @@ def test_ctrl_c_stops_every_run_at_a_checkpoint_and_the_same_command_continues(t
     for run in runs:
         lines = (run / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(line)["epoch"] for line in lines] == list(range(1, 61))
+
+
+def test_the_optuna_example_of_the_docs_runs_its_trials_through_the_python_api(tmp_path, data_dir, capsys):
+    optional("optuna")
+    page = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    (block,) = [body for body in re.findall(r"```python\n(.*?)```", page, re.S) if "import optuna" in body]
+    documented = 'TRIALS, SETTINGS = 20, {"train__epochs": 5, "data__validation": 10000}'
+    assert documented in block
+    small = 'TRIALS, SETTINGS = 2, {"train__epochs": 1, "data__validation": 200, "data__limit": 1000, "train__device": "cpu"}'
+    namespace: dict[str, object] = {}
+    exec(compile(block.replace(documented, small), "training.md", "exec"), namespace)
+    study = namespace["study"]
+    assert len(study.trials) == 2 and all(t.value is not None for t in study.trials)
+    for trial in study.trials:
+        rows = [
+            json.loads(line)
+            for line in (tmp_path / "runs" / f"optuna-{trial.number}" / "metrics.jsonl")
+            .read_text()
+            .splitlines()
+        ]
+        assert trial.value == pytest.approx(rows[0]["validation"]["loss"])
+    assert "{'lr': " in capsys.readouterr().out
