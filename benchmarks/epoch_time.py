@@ -14,6 +14,11 @@ images), four ways, interleaved in one process, best of ``--repeats``.
 Every method is run once before timing (compilation, caches). Also prints the achieved
 GFLOP/s against this machine's measured float32 and bfloat16 matrix-multiply peaks.
 Run by hand, on an otherwise idle machine:  python benchmarks/epoch_time.py --data-dir ../shared/data
+
+``--isa avx2`` measures a float32-only CPU (AMD Zen 2/3, Intel before Sapphire Rapids) on a
+machine with AVX-512: it restarts itself with ``ATEN_CPU_CAPABILITY=avx2`` and
+``ONEDNN_MAX_CPU_ISA=AVX2``, so that ATen's and oneDNN's kernels are the AVX2 ones and genmod's
+``auto`` precision is float32, as on such a CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -180,7 +186,14 @@ def main() -> None:
         "--data-dir", type=Path, default=Path(os.environ.get("GENMOD_DATA_DIR", "../shared/data"))
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--isa", choices=("native", "avx2"), default="native", help="avx2: as on a float32-only CPU"
+    )
     args = parser.parse_args()
+    if args.isa == "avx2" and os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
+        # Both are read when torch loads: set them for a fresh interpreter.
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
     work = Path(tempfile.mkdtemp(prefix="genmod-epoch-time-"))
 
     # The bare loop and Pythae get float32 images, as hand-written code holds them.
@@ -218,6 +231,13 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of {args.repeats}, "
         "interleaved"
+    )
+    from genmod.precision import native_bf16
+
+    print(
+        f"kernels: ATen {torch.backends.cpu.get_cpu_capability()}, oneDNN ISA cap "
+        f"{os.environ.get('ONEDNN_MAX_CPU_ISA', 'none')}; precision auto = "
+        f"{'bf16' if native_bf16(torch.device('cpu')) else 'fp32'}"
     )
     print(f"matmul peak (2048^2): fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s")
     bare = best["bare fp32 loop"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
@@ -33,12 +34,21 @@ COMPILE_MIN_SAMPLES = 1_000_000
 _F = TypeVar("_F", bound=Callable[..., object])
 
 
+# oneDNN's instruction sets that have no bfloat16 arithmetic (ONEDNN_MAX_CPU_ISA's values).
+_ISAS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
 def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bfloat16 matrices natively (and so faster than float32)."""
+    """Whether ``device`` multiplies bfloat16 matrices natively (and so faster than float32).
+
+    On the CPU: the processor has the instructions and oneDNN may use them (a
+    ``ONEDNN_MAX_CPU_ISA`` without bfloat16, e.g. ``AVX2``, makes it emulate them slowly;
+    ``benchmarks/epoch_time.py`` uses it to measure a float32-only CPU)."""
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if device.type == "cpu":
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        capped = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in _ISAS_WITHOUT_BF16
+        return not capped and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return False
 
 
