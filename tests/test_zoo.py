@@ -188,7 +188,8 @@ def test_a_pixelcnn_refuses_images_that_are_not_binary_in_one_line(tmp_path):
 
 def test_a_pixelcnn_trains_reports_its_exact_nll_and_samples(tmp_path, data_dir):
     out = tmp_path / "pixelcnn"
-    small = ("--set", "model.channels=8", "--set", "model.layers=2", "--set", "model.head=16")
+    small = ("--set", "model.channels=8", "--set", "model.layers=2", "--set", "model.head=16",
+             "--set", "train.samples=4")  # fmt: skip
     trained = genmod("run", "pixelcnn", "--epochs", 1, "--set", "data.limit=1000", "--set", "data.validation=200",
                      "--set", "data.test_limit=200", *small, "--out", out, "--device", "cpu")  # fmt: skip
     assert trained.exit_code == 0, trained.output
@@ -256,7 +257,8 @@ def test_a_fresh_diffusion_models_bound_terms_follow_their_definitions():
 def test_a_diffusion_model_reports_its_bound_in_bits_per_dim_and_samples_with_ddim(tmp_path, data_dir):
     out = tmp_path / "diffusion"
     small = ("--set", "data.limit=1000", "--set", "data.validation=200", "--set", "data.test_limit=200",
-             "--set", "model.channels=8", "--set", "model.blocks=1", "--set", "train.eval_every=1")  # fmt: skip
+             "--set", "model.channels=8", "--set", "model.blocks=1", "--set", "train.eval_every=1",
+             "--set", "model.steps=10", "--set", "train.samples=4")  # fmt: skip
     trained = genmod("run", "diffusion", "--epochs", 1, *small, "--out", out, "--device", "cpu")
     assert trained.exit_code == 0, trained.output
     assert re.search(r"test variational bound \(bits/dim\)\W+\d+\.\d{3}", trained.output)
