@@ -115,6 +115,9 @@ class SampleMetricsConfig(_Strict):
     every: int = Field(5, ge=1, description="Compute them every this many epochs (and after the last).")
     samples: int = Field(5000, ge=2, description="Samples drawn each time.")
     features: str = Field("auto", description="Feature network: auto, mnist, fashion-mnist, inception-v3.")
+    features_weights: Path | None = Field(
+        None, description="Its weights file (default: shipped, or in the features folder, $GENMOD_FEATURES_DIR)."
+    )
 
 
 class TrainConfig(_Strict):

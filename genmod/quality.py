@@ -146,7 +146,7 @@ class DuringTraining:
         self.config, self.split, self.batch = config, split, batch
         self.evaluators = {ref.name: registry.build_evaluator(ref) for ref in config.metrics}
         self.spec = network_for(dataset, tuple(reference.shape[1:]), config.features)
-        self.network = self.spec.load().to(device)
+        self.network = self.spec.load(config.features_weights).to(device)
         self.real = reference_features(self.network, self.spec, reference, f"{split}-split-of-{dataset}")
 
     @property

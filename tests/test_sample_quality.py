@@ -173,3 +173,15 @@ def test_a_plugin_evaluator_from_the_docs_is_listed_and_computed(tmp_path):
     assert result.exit_code == 0, result.output
     gap = json.loads((run / "eval.json").read_text())["sample_quality"]["mean-gap"]["figures"]["mean_gap"]
     assert gap > 0
+
+
+@pytest.mark.slow
+def test_training_with_inception_features_it_cannot_find_stops_before_the_first_step(tmp_path):
+    weights = tmp_path / "nowhere" / "inception.pth"
+    result = genmod(
+        "run", "mlp-vae", "--epochs", 1, "--set", "data.limit=500", "--out", tmp_path / "run",
+        "--set", f"train.sample_metrics={{metrics: [fid], features: inception-v3, features_weights: {weights}}}",
+    )  # fmt: skip
+    (line,) = result.output.strip().splitlines()
+    assert result.exit_code == 2 and f"not at {weights}" in line and "sha256 6726825d" in line
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()

@@ -51,11 +51,13 @@ class KID(Evaluator):
 
     def __init__(self, options: KIDOptions) -> None:
         self.options = options
+        self.size = options.subset_size
+        """The subset size of the last computation: smaller where fewer images were given."""
 
     def compute(self, generated: Tensor, real: Tensor) -> dict[str, float]:
         from torch_fidelity.metric_kid import kid_features_to_metric
 
-        size = min(self.options.subset_size, len(generated), len(real))
+        size = self.size = min(self.options.subset_size, len(generated), len(real))
         result = kid_features_to_metric(
             generated,
             real,
@@ -71,7 +73,7 @@ class KID(Evaluator):
 
     def describe(self) -> str:
         o = self.options
-        return f"{o.subsets} subsets of {o.subset_size}, cubic kernel, seed {o.seed}"
+        return f"{o.subsets} subsets of {self.size}, cubic kernel, seed {o.seed}"
 
 
 class PrecisionRecall(Evaluator):
