@@ -116,7 +116,8 @@ class SampleMetricsConfig(_Strict):
     samples: int = Field(5000, ge=2, description="Samples drawn each time.")
     features: str = Field("auto", description="Feature network: auto, mnist, fashion-mnist, inception-v3.")
     features_weights: Path | None = Field(
-        None, description="Its weights file (default: shipped, or in the features folder, $GENMOD_FEATURES_DIR)."
+        None,
+        description="Its weights file (default: shipped, or in the features folder, $GENMOD_FEATURES_DIR).",
     )
 
 

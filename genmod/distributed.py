@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 import torch
@@ -54,6 +55,10 @@ def topology_from_env() -> Topology:
     )
 
 
+LEAVE_TIMEOUT_S = 120
+"""How long a finished rank waits for its peers to finish before leaving the group."""
+
+
 def backend(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
@@ -69,9 +74,21 @@ def process_group(topology: Topology) -> Iterator[None]:
     if not topology.distributed or dist.is_initialized():
         yield
         return
-    dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+    cuda = torch.cuda.is_available()
+    dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo")
     try:
         yield
+    except BaseException:
+        dist.destroy_process_group()  # a peer may be gone: wait for nobody
+        raise
+    try:
+        # Every rank leaves together: a rank that tears down its gloo threads while a peer
+        # still talks to it can abort the process ("terminate called without an active
+        # exception"). Bounded, so that a peer that died late fails this rank, not hangs it.
+        if cuda:
+            dist.barrier()
+        else:
+            dist.monitored_barrier(timeout=timedelta(seconds=LEAVE_TIMEOUT_S))
     finally:
         dist.destroy_process_group()
 
