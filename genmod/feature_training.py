@@ -38,9 +38,10 @@ def _split(name: str, root: Path, train: bool) -> tuple[Tensor, Tensor]:
 
     try:
         data = getattr(datasets, TORCHVISION_NAMES[name])(root=str(root), train=train, download=False)
-    except RuntimeError as exc:
+    except RuntimeError:
         raise DataError(
-            f"dataset '{name}' not found in {root}: point --data-dir at its folder ({exc})"
+            f"dataset '{name}' not found in {root}: point --data-dir at the folder holding "
+            f"{TORCHVISION_NAMES[name]}/raw"
         ) from None
     return data.data.unsqueeze(1), data.targets
 
