@@ -42,7 +42,7 @@ LEVELS = 256
 
 class DiffusionConfig(ModelConfig):
     channels: int = Field(
-        64, ge=8, multiple_of=8, description="Feature maps at full resolution (twice as many at half)."
+        32, ge=8, multiple_of=8, description="Feature maps at full resolution (twice as many at half)."
     )
     blocks: int = Field(2, ge=1, description="Residual blocks per resolution.")
     gamma_min: float = Field(-13.3, description="log-SNR -gamma at t = 0 is -gamma_min: the least noise.")
