@@ -857,8 +857,12 @@ def sweep(
 
 
 def _evaluated(summary: RunSummary) -> str:
-    """``eval.json``'s figure, what it is, and the weights and images it came from."""
+    """``eval.json``'s figure, what it is, and the weights and images it came from (for a model
+    without a likelihood, its first sample-quality figure)."""
     if summary.nll is None:
+        for metric in summary.sample_quality.values():
+            name, value = next(iter(metric["figures"].items()))
+            return f"{name} {value:.4g} (ep {metric['epoch']}, {metric['samples']} samples)"
         return "-"
     what = f"IS k={summary.nll_k}" if summary.nll_quantity == "IS-NLL" else summary.nll_quantity
     images = "" if summary.nll_images is None else f", {summary.nll_images} img"

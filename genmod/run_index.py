@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
@@ -40,6 +40,8 @@ class RunSummary:
     nll_quantity: str = "IS-NLL"
     """What :attr:`nll` is: ``IS-NLL`` (with :attr:`nll_k`), ``exact NLL`` or a bound's name."""
     nll_images: int | None = None
+    sample_quality: dict[str, Any] = field(default_factory=dict)
+    """``eval.json``'s sample-quality figures by metric, each with how it was computed."""
 
     @property
     def kept_epoch(self) -> int:
@@ -97,6 +99,7 @@ def summarize(run_dir: Path) -> RunSummary | None:
         monitor=monitor,
         nll_quantity=str(evaluation.get("quantity", "IS-NLL")),
         nll_images=evaluation.get("images"),
+        sample_quality=dict(evaluation.get(artifacts.SAMPLE_QUALITY) or {}),
     )
 
 

@@ -70,6 +70,7 @@ def test_a_gan_has_two_optimizers_no_bound_and_eval_says_so_in_one_line(tmp_path
     fid = json.loads((out / "eval.json").read_text())["sample_quality"]["fid"]
     assert fid["figures"]["fid"] > 0 and fid["epoch"] == 1 and fid["features"] == "mnist"
     assert "gan" in genmod("runs", tmp_path).output
+    assert f"fid {fid['figures']['fid']:.4g} (ep 1, 500 samples)" in genmod("runs", tmp_path).output
     info = genmod("info", out, "--plugin", plugin).output
     assert (
         "trained 1 of 1 epochs" in info and f"fid {fid['figures']['fid']:.4g} (genmod eval of epoch 1" in info
