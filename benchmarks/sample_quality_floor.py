@@ -38,7 +38,7 @@ def main() -> None:
     registry = genmod.registry()
     spec = registry.dataset("mnist")
     train, test = (spec.build(args.data_dir, split, False) for split in ("train", "test"))
-    network = NETWORKS["mnist"].load()
+    network = NETWORKS["mnist"].load().network
     evaluators = {
         name: registry.build_evaluator(ComponentRef(name=name)) for name in ("fid", "kid", "precision-recall")
     }

@@ -385,15 +385,14 @@ def sample_quality(
     evaluators = {ref.name: found.build_evaluator(ref) for ref in refs}
     reference = _split(found, config, run_dir, split, data_dir, torch.device("cpu"))
     spec = network_for(config.data.name, tuple(reference.shape[1:]), features)
-    network = spec.load(Path(features_weights) if features_weights else None)
-    network.to(next(model.parameters()).device)
+    loaded = spec.load(Path(features_weights) if features_weights else None)
+    loaded.network.to(next(model.parameters()).device)
     torch.manual_seed(seed)
     batch = max(1, config.train.eval_batch_size // model.evaluation_cost)
     results = compute(
         model,
         evaluators,
-        network,
-        spec,
+        loaded,
         reference,
         f"{split} split of {config.data.name}",
         samples,

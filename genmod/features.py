@@ -76,6 +76,16 @@ class InceptionFeatures(nn.Module):
         return features[0]
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A feature network ready to use, with the digest of the weights it was built from (which
+    the cached features of reference images are keyed by: ``--features-weights`` may differ)."""
+
+    name: str
+    network: nn.Module
+    sha256: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class FeatureNetwork:
     """A row of :data:`NETWORKS`: how to build the network from its weights file."""
@@ -99,7 +109,7 @@ class FeatureNetwork:
             return Path(str(files("genmod") / "feature_weights" / self.file))
         return features_dir() / self.file
 
-    def load(self, path: Path | None = None) -> nn.Module:
+    def load(self, path: Path | None = None) -> Loaded:
         """The network in eval mode, its weights checked against :attr:`sha256` first."""
         weights = self.weights(path)
         if not weights.is_file():
@@ -114,7 +124,7 @@ class FeatureNetwork:
                 f"{weights} is not the {self.name} feature network: its sha256 is {digest[:16]}..., "
                 f"expected {self.sha256}...; replace it with the right file"
             )
-        return self.build(weights).eval().requires_grad_(False)
+        return Loaded(self.name, self.build(weights).eval().requires_grad_(False), digest)
 
 
 def features_dir() -> Path:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from genmod.data import as_float
 from genmod.evaluators import Evaluator
-from genmod.features import FeatureNetwork, features_dir, network_for
+from genmod.features import Loaded, features_dir, network_for
 from genmod.model import GenerativeModel
 
 if TYPE_CHECKING:
@@ -64,19 +64,23 @@ def features_of(network: nn.Module, images: Tensor) -> Tensor:
     return torch.cat(parts)
 
 
-def reference_features(network: nn.Module, spec: FeatureNetwork, images: Tensor, name: str) -> Tensor:
+def reference_features(features: Loaded, images: Tensor, name: str) -> Tensor:
     """Features of the real ``images``, read from the cache when they were computed before."""
     digest = hashlib.sha256(images.cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
-    path = features_dir() / "reference" / f"{name}-{spec.name}-{spec.sha256[:8]}-{digest}.pt"
+    path = features_dir() / "reference" / f"{name}-{features.name}-{features.sha256[:8]}-{digest}.pt"
     if path.is_file():
-        cached: Tensor = torch.load(path, weights_only=True)
-        return cached
-    features = features_of(network, images)
+        try:
+            cached = torch.load(path, weights_only=True)
+        except Exception:  # noqa: BLE001 - a damaged cache file is recomputed, whatever the damage
+            cached = None
+        if isinstance(cached, Tensor) and cached.shape[0] == len(images):
+            return cached
+    computed = features_of(features.network, images)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    torch.save(features, partial)
+    torch.save(computed, partial)
     partial.replace(path)  # never a half-written cache file
-    return features
+    return computed
 
 
 def generated_features(
@@ -98,8 +102,7 @@ def generated_features(
 def sample_quality(
     model: GenerativeModel,
     evaluators: Mapping[str, Evaluator],
-    network: nn.Module,
-    spec: FeatureNetwork,
+    features: Loaded,
     reference: Tensor,
     reference_name: str,
     samples: int,
@@ -108,8 +111,8 @@ def sample_quality(
 ) -> list[SampleQuality]:
     """Each evaluator's figures for ``samples`` of ``model`` against ``reference`` images."""
     start = time.perf_counter()
-    real = reference_features(network, spec, reference, reference_name.replace(" ", "-"))
-    generated = generated_features(model, network, samples, batch, on_progress)
+    real = reference_features(features, reference, reference_name.replace(" ", "-"))
+    generated = generated_features(model, features.network, samples, batch, on_progress)
     drawn = time.perf_counter() - start
     results = []
     for name, evaluator in evaluators.items():
@@ -119,7 +122,7 @@ def sample_quality(
             SampleQuality(
                 metric=name,
                 figures=figures,
-                features=spec.name,
+                features=features.name,
                 samples=samples,
                 reference=f"{reference_name} ({len(reference)} images)",
                 settings=evaluator.describe(),
@@ -145,9 +148,11 @@ class DuringTraining:
     ) -> None:
         self.config, self.split, self.batch = config, split, batch
         self.evaluators = {ref.name: registry.build_evaluator(ref) for ref in config.metrics}
-        self.spec = network_for(dataset, tuple(reference.shape[1:]), config.features)
-        self.network = self.spec.load(config.features_weights).to(device)
-        self.real = reference_features(self.network, self.spec, reference, f"{split}-split-of-{dataset}")
+        self.features = network_for(dataset, tuple(reference.shape[1:]), config.features).load(
+            config.features_weights
+        )
+        self.features.network.to(device)
+        self.real = reference_features(self.features, reference, f"{split}-split-of-{dataset}")
 
     @property
     def names(self) -> list[str]:
@@ -161,7 +166,7 @@ class DuringTraining:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             generated = generated_features(
-                model, self.network, self.config.samples, self.batch, lambda done: None
+                model, self.features.network, self.config.samples, self.batch, lambda done: None
             )
         figures: dict[str, float] = {}
         for evaluator in self.evaluators.values():

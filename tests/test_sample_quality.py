@@ -26,7 +26,7 @@ PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 @pytest.fixture(scope="module")
 def mnist_features(mnist) -> tuple[torch.Tensor, torch.Tensor]:
     """Shipped-network features of 10,000 training and the 10,000 test images."""
-    network = NETWORKS["mnist"].load()
+    network = NETWORKS["mnist"].load().network
     train, test = mnist
     return features_of(network, train[:10000]), features_of(network, test)
 
@@ -34,7 +34,7 @@ def mnist_features(mnist) -> tuple[torch.Tensor, torch.Tensor]:
 def test_the_training_images_score_an_fid_below_one_against_the_test_images(mnist_features, registry):
     train, test = mnist_features
     fid = registry.build_evaluator(ComponentRef(name="fid")).compute(train, test)["fid"]
-    noise = features_of(NETWORKS["mnist"].load(), torch.rand(2000, 1, 28, 28))
+    noise = features_of(NETWORKS["mnist"].load().network, torch.rand(2000, 1, 28, 28))
     assert fid < 1
     assert registry.build_evaluator(ComponentRef(name="fid")).compute(noise, test)["fid"] > 100 * fid
 
@@ -129,7 +129,7 @@ def test_feature_weights_load_only_with_their_checksum_and_are_never_downloaded(
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     row = FeatureNetwork(name="tiny", description="", build=_tiny, file="tiny.pt", sha256=digest[:8])
     images = torch.rand(5, 3, 8, 8)
-    assert row.load()(images).shape == (5, 4)
+    assert row.load().network(images).shape == (5, 4)
     wrong = FeatureNetwork(name="tiny", description="", build=_tiny, file="tiny.pt", sha256="00000000")
     with pytest.raises(ConfigError, match=f"its sha256 is {digest[:16]}"):
         wrong.load()
