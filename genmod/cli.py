@@ -1180,7 +1180,10 @@ def _root(
 
 
 def main() -> None:
-    from genmod.openmp import choose_wait_policy
+    from genmod.openmp import announce_training, choose_wait_policy
 
-    choose_wait_policy()  # before anything imports torch: libgomp reads it when it loads
+    # Before anything imports torch: libgomp reads the policy when it loads. A training
+    # announces itself first, so that two started together see each other.
+    training = len(sys.argv) > 1 and sys.argv[1] == "run"
+    choose_wait_policy(announce_training() if training else 0)
     app()

@@ -8,14 +8,19 @@ milliseconds alone takes many times longer. Passive waiting removes the collapse
 run alone; a short spin costs nothing alone and removes much of it
 (``benchmarks/shared_cores.py``; the figures, per CPU, are in ``benchmarks/README.md``).
 
-So: on a machine already busy when the command starts, threads wait passively; otherwise they
-spin briefly. A user's own ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is always kept.
+So: on a machine already busy when the command starts, or where another genmod training is
+running (two runs started together both see an idle machine), threads wait passively;
+otherwise they spin briefly. A user's own ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is always
+kept.
 """
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
+import tempfile
+import time
 from pathlib import Path
 
 SHORT_SPIN = "20000"
@@ -55,17 +60,65 @@ def _cgroup_quota() -> float | None:
     return None
 
 
-def choose_wait_policy() -> str | None:
+SETTLE_S = 0.3
+"""How long a starting training waits, after announcing itself, for trainings started at the
+same moment to announce themselves too."""
+
+
+def trainings_dir() -> Path:
+    """Where running genmod trainings of this user announce themselves, one file per process."""
+    return (
+        Path(tempfile.gettempdir())
+        / f"genmod-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+        / "training"
+    )
+
+
+def announce_training() -> int:
+    """Announce this process as a running training (until it exits) and return how many other
+    trainings are running. Files of processes that are gone are removed."""
+    folder = trainings_dir()
+    mine = folder / str(os.getpid())
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        mine.touch()
+    except OSError:
+        return 0  # no shared temporary folder: decide on the load alone
+    atexit.register(mine.unlink, missing_ok=True)
+    time.sleep(SETTLE_S)
+    others = 0
+    for entry in folder.iterdir():
+        if entry == mine or not entry.name.isdigit():
+            continue
+        if _alive(int(entry.name)):
+            others += 1
+        else:
+            entry.unlink(missing_ok=True)
+    return others
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, another user's: not ours to count, but not gone either
+        return True
+    return True
+
+
+def choose_wait_policy(other_trainings: int = 0) -> str | None:
     """Set the waiting of OpenMP threads for this process and the ones it starts, unless the
     user did; returns what was set (``None``: the user's settings are kept). Call it before
-    torch is imported: libgomp reads these when it loads."""
+    torch is imported: libgomp reads these when it loads. ``other_trainings``: genmod
+    trainings running beside this one (:func:`announce_training`)."""
     if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
         return None
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # no load average (Windows): spin briefly
         load = 0.0
-    if load >= BUSY * usable_cores():
+    if other_trainings or load >= BUSY * usable_cores():
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         return "OMP_WAIT_POLICY=PASSIVE"
     os.environ["GOMP_SPINCOUNT"] = SHORT_SPIN

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,6 +71,30 @@ def test_openmp_threads_wait_passively_on_a_busy_machine_and_the_users_choice_is
     assert openmp.os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert openmp.choose_wait_policy() is None and openmp.os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_a_training_started_beside_another_waits_passively(tmp_path, monkeypatch):
+    from genmod import openmp
+
+    monkeypatch.setattr(openmp.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(openmp, "SETTLE_S", 0.0)
+    folder = openmp.trainings_dir()
+    folder.mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (folder / str(sleeper.pid)).touch()  # another training, running
+        gone = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        )
+        (folder / gone.stdout.strip()).touch()  # one that has exited: not counted, cleaned up
+        assert openmp.announce_training() == 1
+        assert (folder / str(os.getpid())).exists() and not (folder / gone.stdout.strip()).exists()
+    finally:
+        sleeper.kill()
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(openmp.os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # an idle machine
+    assert openmp.choose_wait_policy(other_trainings=1) == "OMP_WAIT_POLICY=PASSIVE"
 
 
 def test_machine_json_says_how_openmp_threads_waited(tmp_path, monkeypatch):
