@@ -370,8 +370,7 @@ def sample_quality(
     batch of samples.
     """
     from genmod import artifacts
-    from genmod.features import network_for
-    from genmod.quality import sample_quality as compute
+    from genmod.quality import SampleMetrics
 
     if split not in ("test", "validation", "train"):
         raise ConfigError(f"split must be test, validation or train, not '{split}'")
@@ -381,23 +380,20 @@ def sample_quality(
         raise ConfigError("name at least one metric (genmod list --kind evaluator)")
     run_dir = Path(run)
     found, config, model, epoch, run_name = _load(run_dir, checkpoint, device, plugins, trust_plugins)
-    refs = [ComponentRef(name=m) if isinstance(m, str) else m for m in metrics]
-    evaluators = {ref.name: found.build_evaluator(ref) for ref in refs}
-    reference = _split(found, config, run_dir, split, data_dir, torch.device("cpu"))
-    spec = network_for(config.data.name, tuple(reference.shape[1:]), features)
-    loaded = spec.load(Path(features_weights) if features_weights else None)
-    loaded.network.to(next(model.parameters()).device)
-    torch.manual_seed(seed)
-    batch = max(1, config.train.eval_batch_size // model.evaluation_cost)
-    results = compute(
-        model,
-        evaluators,
-        loaded,
-        reference,
+    scorer = SampleMetrics(
+        found,
+        [ComponentRef(name=m) if isinstance(m, str) else m for m in metrics],
+        _split(found, config, run_dir, split, data_dir, torch.device("cpu")),
         f"{split} split of {config.data.name}",
-        samples,
-        batch,
-        (lambda done: on_progress(done, samples)) if on_progress else lambda done: None,
+        config.data.name,
+        features,
+        Path(features_weights) if features_weights else None,
+        next(model.parameters()).device,
+        batch=max(1, config.train.eval_batch_size // model.evaluation_cost),
+    )
+    torch.manual_seed(seed)
+    results = scorer.evaluate(
+        model, samples, (lambda done: on_progress(done, samples)) if on_progress else lambda done: None
     )
     figures = {r.metric: {**r.to_dict(), "epoch": epoch, "seed": seed, "run": run_name} for r in results}
     path = Path(output) if output is not None else artifacts.beside(run_dir, artifacts.EVAL)

@@ -140,26 +140,27 @@ def _digits(weights: Path) -> nn.Module:
     return net
 
 
+def _classifier(dataset: str, label: str, sha256: str) -> FeatureNetwork:
+    """The row of a classifier genmod trains (``genmod features train DATASET``) and ships."""
+    return FeatureNetwork(
+        name=dataset,
+        description=f"genmod's {label} classifier (32 features; genmod features train {dataset})",
+        build=_digits,
+        file=f"{dataset}.pt",
+        sha256=sha256,
+        shipped=True,
+        shape=(1, 28, 28),
+    )
+
+
 NETWORKS: dict[str, FeatureNetwork] = {
     network.name: network
     for network in (
-        FeatureNetwork(
-            name="mnist",
-            description="genmod's MNIST classifier (32 features; genmod features train mnist)",
-            build=_digits,
-            file="mnist.pt",
-            sha256="1032adeaf01e3d9d593158cfd3d85b87c58fcbda54d839a721e9cf5efca1181d",
-            shipped=True,
-            shape=(1, 28, 28),
-        ),
-        FeatureNetwork(
-            name="fashion-mnist",
-            description="genmod's Fashion-MNIST classifier (32 features; genmod features train fashion-mnist)",
-            build=_digits,
-            file="fashion-mnist.pt",
-            sha256="d9b697b993ec97e1ceb07891bf2569efe5df69d35102735ee062fad442557183",
-            shipped=True,
-            shape=(1, 28, 28),
+        _classifier("mnist", "MNIST", "1032adeaf01e3d9d593158cfd3d85b87c58fcbda54d839a721e9cf5efca1181d"),
+        _classifier(
+            "fashion-mnist",
+            "Fashion-MNIST",
+            "d9b697b993ec97e1ceb07891bf2569efe5df69d35102735ee062fad442557183",
         ),
         FeatureNetwork(
             name="inception-v3",

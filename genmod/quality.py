@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from genmod.data import as_float
-from genmod.evaluators import Evaluator
 from genmod.features import Loaded, features_dir, network_for
 from genmod.model import GenerativeModel
 
 if TYPE_CHECKING:
-    from genmod.config import SampleMetricsConfig
+    from genmod.config import ComponentRef
     from genmod.plugins import Registry
 
 FEATURE_BATCH = 500
@@ -99,76 +99,63 @@ def generated_features(
     return torch.cat(parts)
 
 
-def sample_quality(
-    model: GenerativeModel,
-    evaluators: Mapping[str, Evaluator],
-    features: Loaded,
-    reference: Tensor,
-    reference_name: str,
-    samples: int,
-    batch: int,
-    on_progress: Callable[[int], None] = lambda done: None,
-) -> list[SampleQuality]:
-    """Each evaluator's figures for ``samples`` of ``model`` against ``reference`` images."""
-    start = time.perf_counter()
-    real = reference_features(features, reference, reference_name.replace(" ", "-"))
-    generated = generated_features(model, features.network, samples, batch, on_progress)
-    drawn = time.perf_counter() - start
-    results = []
-    for name, evaluator in evaluators.items():
-        started = time.perf_counter()
-        figures = evaluator.compute(generated, real)
-        results.append(
-            SampleQuality(
-                metric=name,
-                figures=figures,
-                features=features.name,
-                samples=samples,
-                reference=f"{reference_name} ({len(reference)} images)",
-                settings=evaluator.describe(),
-                seconds=drawn + time.perf_counter() - started,
-            )
-        )
-    return results
-
-
-class DuringTraining:
-    """``train.sample_metrics``: the evaluators, the feature network and the reference
-    features, made once per run; :meth:`figures` of the model after an epoch."""
+class SampleMetrics:
+    """The evaluators, the feature network and the reference images' features, made once:
+    what ``genmod eval --metric`` computes with, and ``train.sample_metrics`` after each epoch."""
 
     def __init__(
         self,
-        config: SampleMetricsConfig,
         registry: Registry,
+        metrics: Sequence[ComponentRef],
         reference: Tensor,
-        split: str,
+        reference_name: str,
         dataset: str,
-        device: torch.device,
-        batch: int,
+        features: str = "auto",
+        features_weights: Path | None = None,
+        device: torch.device | None = None,
+        batch: int = 1000,
     ) -> None:
-        self.config, self.split, self.batch = config, split, batch
-        self.evaluators = {ref.name: registry.build_evaluator(ref) for ref in config.metrics}
-        self.features = network_for(dataset, tuple(reference.shape[1:]), config.features).load(
-            config.features_weights
-        )
-        self.features.network.to(device)
-        self.real = reference_features(self.features, reference, f"{split}-split-of-{dataset}")
+        self.evaluators = {ref.name: registry.build_evaluator(ref) for ref in metrics}
+        self.features = network_for(dataset, tuple(reference.shape[1:]), features).load(features_weights)
+        self.features.network.to(device or torch.device("cpu"))
+        self.reference = f"{reference_name} ({len(reference)} images)"
+        self.real = reference_features(self.features, reference, reference_name.replace(" ", "-"))
+        self.batch = batch
 
     @property
-    def names(self) -> list[str]:
-        """What the figures are logged as: ``validation/fid``, ..."""
-        return [f"{self.split}/{name}" for e in self.evaluators.values() for name in e.figures]
+    def figure_names(self) -> list[str]:
+        """The names of every evaluator's figures, in order."""
+        return [name for evaluator in self.evaluators.values() for name in evaluator.figures]
 
-    def figures(self, model: GenerativeModel, seed: int) -> dict[str, float]:
-        """Every evaluator's figures for ``config.samples`` samples drawn with ``seed``; the
-        training's random state is left as it was, so that a resumed run is bit-exact."""
+    def evaluate(
+        self, model: GenerativeModel, samples: int, on_progress: Callable[[int], None] = lambda done: None
+    ) -> list[SampleQuality]:
+        """Each evaluator's figures for ``samples`` of ``model`` (drawn with torch's random state)."""
+        start = time.perf_counter()
+        generated = generated_features(model, self.features.network, samples, self.batch, on_progress)
+        drawn = time.perf_counter() - start
+        results = []
+        for name, evaluator in self.evaluators.items():
+            started = time.perf_counter()
+            figures = evaluator.compute(generated, self.real)
+            results.append(
+                SampleQuality(
+                    metric=name,
+                    figures=figures,
+                    features=self.features.name,
+                    samples=samples,
+                    reference=self.reference,
+                    settings=evaluator.describe(),
+                    seconds=drawn + time.perf_counter() - started,
+                )
+            )
+        return results
+
+    def figures(self, model: GenerativeModel, samples: int, seed: int) -> dict[str, float]:
+        """All figures for ``samples`` samples drawn with ``seed``; the caller's random state is
+        left as it was, so that a resumed training is bit-exact."""
         device = next(model.parameters()).device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            generated = generated_features(
-                model, self.features.network, self.config.samples, self.batch, lambda done: None
-            )
-        figures: dict[str, float] = {}
-        for evaluator in self.evaluators.values():
-            figures.update(evaluator.compute(generated, self.real))
-        return figures
+            results = self.evaluate(model, samples)
+        return {name: value for result in results for name, value in result.figures.items()}

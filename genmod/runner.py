@@ -55,7 +55,7 @@ from genmod.precision import (
 )
 from genmod.probe import probe_model
 from genmod.progress import RunReporter
-from genmod.quality import DuringTraining
+from genmod.quality import SampleMetrics
 from genmod.specs import ModelContext
 from genmod.training import EpochPosition, UpdateRules, evaluate, steps_in_epoch, train_epoch
 
@@ -475,7 +475,10 @@ class Run:
             )
         self.evaluated = evaluated
         self.sampled = self._sample_metrics(registry, device)
-        self.monitored = _monitored(self.model, config, self.sampled.names if self.sampled else ())
+        sampled_names = (
+            [f"{self.sampled_split}/{name}" for name in self.sampled.figure_names] if self.sampled else []
+        )
+        self.monitored = _monitored(self.model, config, sampled_names)
         steps = steps_in_epoch(len(self.data.train), train.batch_size) * train.epochs
         self.compiled = compile_wanted(train.compile, steps, COMPILE_MIN_STEPS)
         if self.compiled:
@@ -692,18 +695,28 @@ class Run:
     def _arithmetic(self) -> str:
         return precision_name(self.dtype) + (", compiled" if self.compiled else "")
 
-    def _sample_metrics(self, registry: Registry, device: torch.device) -> DuringTraining | None:
+    def _sample_metrics(self, registry: Registry, device: torch.device) -> SampleMetrics | None:
         """``train.sample_metrics`` against the validation split (the test split without one:
         reported, never followed)."""
         config = self.config.train.sample_metrics
+        self.sampled_split = "validation" if self.data.validation is not None else "test"
         if config is None:
             return None
-        split = "validation" if self.data.validation is not None else "test"
         reference = (self.data.validation if self.data.validation is not None else self.data.test).cpu()
         if self.data.dynamic_binarization:
             reference = binarize_once(reference)
-        batch = max(1, self.config.train.eval_batch_size // self.model.evaluation_cost)
-        return DuringTraining(config, registry, reference, split, self.config.data.name, device, batch)
+        dataset = self.config.data.name
+        return SampleMetrics(
+            registry,
+            config.metrics,
+            reference,
+            f"{self.sampled_split} split of {dataset}",
+            dataset,
+            config.features,
+            config.features_weights,
+            device,
+            batch=max(1, self.config.train.eval_batch_size // self.model.evaluation_cost),
+        )
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> list[EpochRecord]:
@@ -838,10 +851,14 @@ class Run:
                 for device, state in zip(cuda, before[1], strict=True):
                     torch.cuda.set_rng_state(state, device)
                 return
-        sampled = self.sampled
-        if sampled is not None and (epoch % sampled.config.every == 0 or epoch == train.epochs):
-            figures = {"sample_quality": sampled.figures(self.evaluated, train.seed + epoch)}
-            if sampled.split == "validation":
+        sampled, wanted = self.sampled, train.sample_metrics
+        if (
+            sampled is not None
+            and wanted is not None
+            and (epoch % wanted.every == 0 or epoch == train.epochs)
+        ):
+            figures = {"sample_quality": sampled.figures(self.evaluated, wanted.samples, train.seed + epoch)}
+            if self.sampled_split == "validation":
                 validation = (validation or SplitMetrics(loss=None, terms={})).model_copy(update=figures)
             else:
                 test = (test or SplitMetrics(loss=None, terms={})).model_copy(update=figures)

@@ -128,77 +128,68 @@ def register_decoders(register):
     )
 
 
+MODELS = (
+    ModelSpec(
+        name="beta-vae",
+        config=models.ComposedVAEConfig,
+        build=models.build_vae,
+        recipe=_recipe("beta-vae"),
+        description="VAE whose KL term is weighted by beta; encoder/decoder chosen by name.",
+    ),
+    ModelSpec(
+        name="iwae",
+        config=models.IWAEConfig,
+        build=models.build_iwae,
+        recipe=_recipe("iwae"),
+        description="Importance-weighted autoencoder trained on the k-sample bound.",
+    ),
+    ModelSpec(
+        name="conv-vae",
+        config=models.ConvVAEConfig,
+        build=models.build_vae,
+        recipe=_recipe("conv-vae"),
+        description="Convolutional encoder/decoder VAE for C×H×W images (H, W multiples of 4).",
+    ),
+    ModelSpec(
+        name="hvae",
+        config=hvae.HVAEConfig,
+        build=hvae.build_hvae,
+        recipe=_recipe("hvae"),
+        description="Two stochastic layers, p(z2) p(z1|z2) p(x|z1,z2), gated layers (Tomczak & Welling).",
+    ),
+    ModelSpec(
+        name="pixelcnn",
+        config=pixelcnn.PixelCNNConfig,
+        build=pixelcnn.build,
+        recipe=_recipe("pixelcnn"),
+        description="Gated PixelCNN of binary images: exact NLL, sampled pixel by pixel.",
+    ),
+    ModelSpec(
+        name="dcgan",
+        config=dcgan.DCGANConfig,
+        build=dcgan.build,
+        recipe=_recipe("dcgan"),
+        description="DCGAN: convolutional generator and discriminator, two optimizers, no likelihood.",
+    ),
+    ModelSpec(
+        name="diffusion",
+        config=diffusion.DiffusionConfig,
+        build=diffusion.build,
+        recipe=_recipe("diffusion"),
+        description="Variational diffusion model of 8-bit images: its bound in bits/dim, DDIM sampling.",
+    ),
+    ModelSpec(
+        name="glow",
+        config=glow.GlowConfig,
+        build=glow.build,
+        recipe=_recipe("glow"),
+        description="Glow: multi-scale flow of dequantized 8-bit images, its bound in bits/dim (normflows).",
+    ),
+)
+"""Every model the zoo ships, each with its recipe (recipes/NAME.yaml)."""
+
+
 @hookimpl
 def register_models(register):
-    register(
-        ModelSpec(
-            name="beta-vae",
-            config=models.ComposedVAEConfig,
-            build=models.build_vae,
-            recipe=_recipe("beta-vae"),
-            description="VAE whose KL term is weighted by beta; encoder/decoder chosen by name.",
-        )
-    )
-    register(
-        ModelSpec(
-            name="iwae",
-            config=models.IWAEConfig,
-            build=models.build_iwae,
-            recipe=_recipe("iwae"),
-            description="Importance-weighted autoencoder trained on the k-sample bound.",
-        )
-    )
-    register(
-        ModelSpec(
-            name="conv-vae",
-            config=models.ConvVAEConfig,
-            build=models.build_vae,
-            recipe=_recipe("conv-vae"),
-            description="Convolutional encoder/decoder VAE for C×H×W images (H, W multiples of 4).",
-        )
-    )
-    register(
-        ModelSpec(
-            name="hvae",
-            config=hvae.HVAEConfig,
-            build=hvae.build_hvae,
-            recipe=_recipe("hvae"),
-            description="Two stochastic layers, p(z2) p(z1|z2) p(x|z1,z2), gated layers (Tomczak & Welling).",
-        )
-    )
-    register(
-        ModelSpec(
-            name="pixelcnn",
-            config=pixelcnn.PixelCNNConfig,
-            build=pixelcnn.build,
-            recipe=_recipe("pixelcnn"),
-            description="Gated PixelCNN of binary images: exact NLL, sampled pixel by pixel.",
-        )
-    )
-    register(
-        ModelSpec(
-            name="dcgan",
-            config=dcgan.DCGANConfig,
-            build=dcgan.build,
-            recipe=_recipe("dcgan"),
-            description="DCGAN: convolutional generator and discriminator, two optimizers, no likelihood.",
-        )
-    )
-    register(
-        ModelSpec(
-            name="diffusion",
-            config=diffusion.DiffusionConfig,
-            build=diffusion.build,
-            recipe=_recipe("diffusion"),
-            description="Variational diffusion model of 8-bit images: its bound in bits/dim, DDIM sampling.",
-        )
-    )
-    register(
-        ModelSpec(
-            name="glow",
-            config=glow.GlowConfig,
-            build=glow.build,
-            recipe=_recipe("glow"),
-            description="Glow: multi-scale flow of dequantized 8-bit images, its bound in bits/dim (normflows).",
-        )
-    )
+    for spec in MODELS:
+        register(spec)
