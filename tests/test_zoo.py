@@ -15,7 +15,7 @@ from genmod_mlp_vae import MLPEncoder
 from genmod_zoo.conv import ConvDecoder, ConvEncoder, ConvOptions
 from genmod_zoo.likelihoods import ContinuousBernoulliLikelihood, GaussianLikelihood
 from genmod_zoo.priors import MixtureOfGaussiansPrior, VampPrior
-from helpers import genmod, losses
+from helpers import assert_resume_is_bit_exact, genmod
 
 
 def grid_mass(log_density, half_width=8.0, points=801) -> float:
@@ -351,12 +351,4 @@ FAMILIES = {
 def test_each_familys_run_resumes_bit_for_bit(family, tmp_path, data_dir):
     small = (*FAMILIES[family], "--set", "data.limit=600", "--set", "data.validation=100",
              "--set", "data.test_limit=100", "--set", "train.samples=4", "--device", "cpu")  # fmt: skip
-    whole, split = tmp_path / "whole", tmp_path / "split"
-    assert genmod("run", family, *small, "--epochs", 2, "--out", whole).exit_code == 0
-    assert genmod("run", family, *small, "--epochs", 1, "--out", split).exit_code == 0
-    resumed = genmod("run", "--resume", split, "--epochs", 2)
-    assert resumed.exit_code == 0, resumed.output
-    assert losses(split) == losses(whole)
-    a = torch.load(whole / "checkpoint.pt", weights_only=True)["model"]
-    b = torch.load(split / "checkpoint.pt", weights_only=True)["model"]
-    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert_resume_is_bit_exact(tmp_path / "whole", tmp_path / "split", family, *small)
