@@ -23,6 +23,14 @@ _EXPORTS = {
     "registry": "genmod.api",
     "dataset": "genmod.api",
     "export": "genmod.api",
+    "open_run": "genmod.trained",
+    "remembered_plugins": "genmod.api",
+    "is_trusted": "genmod.trust",
+    "list_runs": "genmod.run_index",
+    "summarize": "genmod.run_index",
+    "sweep": "genmod.sweeps",
+    "pack_dataset": "genmod.streaming",
+    "train_features": "genmod.feature_training",
     "Bound": "genmod.bound",
     "GenerativeModel": "genmod.model",
     "TrainingProgress": "genmod.model",
@@ -31,6 +39,7 @@ _EXPORTS = {
     "Callback": "genmod.callbacks",
     "WeightAveraging": "genmod.callbacks",
     "TrainConfig": "genmod.config",
+    "DataConfig": "genmod.config",
     "KindSpec": "genmod.specs",
     "Probe": "genmod.checks",
     "ComponentSpec": "genmod.specs",
@@ -53,15 +62,22 @@ _EXPORTS = {
     "EpochRecord": "genmod.metrics",
     "SplitMetrics": "genmod.metrics",
     # What the public functions return: registry() a Registry, train() a Run, evaluate() an
-    # NLLResult, dataset() a Data.
+    # NLLResult, dataset() a Data, open_run() a TrainedRun, list_runs() RunSummary rows,
+    # sweep() a Sweep, train_features() a TrainedFeatures.
     "Registry": "genmod.plugins",
     "Run": "genmod.runner",
+    "TrainedRun": "genmod.trained",
+    "RunSummary": "genmod.run_index",
+    "Sweep": "genmod.sweeps",
+    "TrainedFeatures": "genmod.feature_training",
     "NLLResult": "genmod.evaluation",
     "SampleQuality": "genmod.quality",
     "Data": "genmod.data",
     # The errors, each one line for a user: catch GenmodError for all of them.
     "GenmodError": "genmod.errors",
     "ConfigError": "genmod.errors",
+    "UnknownNameError": "genmod.errors",
+    "Interrupted": "genmod.runner",
     "PluginError": "genmod.errors",
     "UntrustedPluginError": "genmod.errors",
     "DataError": "genmod.errors",
@@ -85,11 +101,20 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
-    from genmod.api import dataset, evaluate, export, load, registry, sample_quality, train
+    from genmod.api import (
+        dataset,
+        evaluate,
+        export,
+        load,
+        registry,
+        remembered_plugins,
+        sample_quality,
+        train,
+    )
     from genmod.bound import Bound
     from genmod.callbacks import Callback, WeightAveraging
     from genmod.checks import Probe
-    from genmod.config import ComponentRef, ModelConfig, TrainConfig
+    from genmod.config import ComponentRef, DataConfig, ModelConfig, TrainConfig
     from genmod.data import Data
     from genmod.errors import (
         CheckpointError,
@@ -97,10 +122,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
         DataError,
         GenmodError,
         PluginError,
+        UnknownNameError,
         UntrustedPluginError,
     )
     from genmod.evaluation import NLLResult, log_mean_exp
     from genmod.evaluators import Evaluator
+    from genmod.feature_training import TrainedFeatures, train_features
     from genmod.hookspecs import hookimpl
     from genmod.loggers import Logger, Opened, RunInfo
     from genmod.metrics import EpochRecord, SplitMetrics
@@ -111,7 +138,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
     from genmod.optim import OptimizerFactory
     from genmod.plugins import Registry
     from genmod.quality import SampleQuality
-    from genmod.runner import Run
+    from genmod.run_index import RunSummary, list_runs, summarize
+    from genmod.runner import Interrupted, Run
     from genmod.specs import (
         ComponentSpec,
         DatasetSpec,
@@ -123,8 +151,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
         NoOptions,
     )
     from genmod.step import Step
+    from genmod.streaming import pack_dataset
+    from genmod.sweeps import Sweep, sweep
+    from genmod.trained import TrainedRun, open_run
+    from genmod.trust import is_trusted
     from genmod.vae.components import Decoder, Encoder, Likelihood, Prior, diagonal_gaussian
     from genmod.vae.config import LatentConfig, VAEConfig
     from genmod.vae.elbo import ELBOTerms, kl_term
     from genmod.vae.model import VAE
+    from genmod.vae.scaffold import new_plugin
     from genmod.vae.specs import ComponentContext

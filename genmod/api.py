@@ -1,18 +1,25 @@
 """genmod from Python: train, load, evaluate, and the registry, for notebooks and scripts.
 
-The command line is a thin layer over these functions: ``genmod run`` is :func:`train`,
-``genmod eval`` is :func:`evaluate`, ``sample`` and ``reconstruct`` start from :func:`load`.
+The command line is a thin layer over the functions the ``genmod`` facade exports:
+``genmod run`` is :func:`train`, ``genmod eval`` is :func:`evaluate` and
+:func:`sample_quality`, ``sample``, ``reconstruct`` and ``manifold`` start from
+:func:`genmod.open_run`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args, overload
 
 import torch
 import yaml
+from rich.console import Console
+from rich.markup import escape
 
 from genmod.checkpoint import EXPORTED_SUFFIX
 from genmod.config import MAX_K, Compile, ComponentRef, Precision, RunConfig
@@ -23,7 +30,7 @@ from genmod.config_loader import (
     resolve_run_config,
     validate_run_config,
 )
-from genmod.errors import ConfigError, GenmodError, UnknownNameError, UntrustedPluginError
+from genmod.errors import ConfigError, GenmodError, UntrustedPluginError
 from genmod.plugins import Registry, load_registry
 
 if TYPE_CHECKING:
@@ -34,12 +41,26 @@ if TYPE_CHECKING:
     from genmod.runner import Run
 
 
-def registry(plugins: Sequence[str | Path] = ()) -> Registry:
+def registry(
+    plugins: Sequence[str | Path] = (),
+    *,
+    run: str | Path | None = None,
+    trust_plugins: bool = False,
+    check: bool = True,
+) -> Registry:
     """Every installed plugin's models, components and datasets, plus the plugin files in
-    ``plugins`` (which must load). ``registry().entries("prior")`` lists the priors;
-    ``registry().build_component("prior", ComponentRef(name="mixture"), context)`` builds one."""
-    loaded = load_registry([Path(p) for p in plugins])
-    loaded.check_explicit_plugins()
+    ``plugins`` (remembered as trusted, see :mod:`genmod.trust`) and, for a ``run`` folder,
+    the plugin files it was trained with (only trusted ones, or with ``trust_plugins``).
+    Named plugin files must load, unless ``check=False``: then a failure is kept in
+    ``failures``, as ``genmod list`` shows it. ``registry().entries("prior")`` lists the
+    priors; ``registry().build_component("prior", ComponentRef(name="mixture"), context)``
+    builds one."""
+    files = plugin_files(
+        None if run is None else Path(run), [Path(p) for p in plugins], trust_plugins=trust_plugins
+    )
+    loaded = load_registry(files)
+    if check:
+        loaded.check_explicit_plugins()
     return loaded
 
 
@@ -57,9 +78,11 @@ def plugin_files(run: Path | None, given: Sequence[Path] = (), *, trust_plugins:
     return [*given, *saved_plugins(run, given, trust_plugins=trust_plugins)] if run else given
 
 
-def remembered_plugins(run: Path) -> list[Path]:
+def remembered_plugins(run: str | Path) -> list[Path]:
     """The plugin files a run folder's config (or an exported file's metadata, before genmod
-    0.3) names, as written there; [] where it names none or cannot be read."""
+    0.3) names, as written there; [] where it names none or cannot be read. None of them is
+    imported (:func:`is_trusted` says which would be)."""
+    run = Path(run)
     try:
         if run.suffix == EXPORTED_SUFFIX and run.is_file():
             from genmod.checkpoint import exported_plugin_files
@@ -115,6 +138,7 @@ def with_plugins(config: RunConfig, plugins: Sequence[Path]) -> RunConfig:
     return config.model_copy(update={"plugins": files})
 
 
+@overload
 def train(
     config: str | Path | Mapping[str, Any] | RunConfig | None = None,
     *,
@@ -123,29 +147,78 @@ def train(
     force: bool = False,
     plugins: Sequence[str | Path] = (),
     trust_plugins: bool = False,
+    sets: Sequence[str] = (),
+    console: Console | None = None,
+    nproc: None = None,
     **overrides: Any,
-) -> Run:
+) -> Run: ...
+@overload
+def train(
+    config: str | Path | Mapping[str, Any] | RunConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    force: bool = False,
+    plugins: Sequence[str | Path] = (),
+    trust_plugins: bool = False,
+    sets: Sequence[str] = (),
+    console: Console | None = None,
+    nproc: int,
+    **overrides: Any,
+) -> Run | None: ...
+def train(
+    config: str | Path | Mapping[str, Any] | RunConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    force: bool = False,
+    plugins: Sequence[str | Path] = (),
+    trust_plugins: bool = False,
+    sets: Sequence[str] = (),
+    console: Console | None = None,
+    nproc: int | None = None,
+    **overrides: Any,
+) -> Run | None:
     """Train like ``genmod run``, with the same validation, outputs and resume.
 
     ``config`` is a registered model's name (its recipe), a YAML file, a mapping with the
     ``model``/``data``/``train`` sections, or a ``RunConfig``; or leave it out and pass
-    ``resume=RUN_DIR``. Keyword overrides spell dotted keys with ``__``:
-    ``train("mlp-vae", train__epochs=2, data__limit=1000)``. Returns the finished
-    :class:`~genmod.runner.Run` (``.history``, ``.model``, ``.out_dir``, ``.config``).
+    ``resume=RUN_DIR``. Overrides are ``sets`` as ``--set`` spells them (``"train.lr=3e-4"``),
+    then keywords spelling dotted keys with ``__``: ``train("mlp-vae", train__epochs=2,
+    data__limit=1000)``. The progress and summary go to ``console`` (rich; default: the
+    terminal). Returns the finished :class:`~genmod.runner.Run` (``.history``, ``.model``,
+    ``.out_dir``, ``.config``).
+
+    ``nproc=N`` trains in N processes of one process group on this machine (distributed data
+    parallel, as ``genmod run --nproc N``) and returns ``None``: the run folder holds the
+    outcome, and a process's error is raised here.
+
     A resumed run imports the plugin files it remembers only if this user trained with them
     here and they are unchanged, or with ``trust_plugins=True`` (see :mod:`genmod.trust`).
     """
+    from genmod.progress import RunReporter
     from genmod.runner import train as run_training
 
     files = [Path(p) for p in plugins]
-    sets = [f"{key.replace('__', '.')}={json.dumps(value)}" for key, value in overrides.items()]
-    if resume is not None:
-        run_dir = Path(resume)
-        found = registry(plugin_files(run_dir, files, trust_plugins=trust_plugins))
-        run_config = resolve_run_config(found, run_dir=run_dir, overrides=sets)
-        return run_training(run_config, found, out_dir=run_dir, resume=True)
-    found = registry(plugin_files(None, files))
-    if isinstance(config, (RunConfig, Mapping)):
+    sets = [*sets, *(f"{key.replace('__', '.')}={json.dumps(value)}" for key, value in overrides.items())]
+    run_dir = None if resume is None else Path(resume)
+    found = registry(files, run=run_dir, trust_plugins=trust_plugins)
+    reporter = RunReporter(console)
+    if os.environ.get("RANK", "0") == "0":
+        for failure in found.failures:  # explicit ones have stopped already
+            reporter.console.print(
+                f"[yellow]warning:[/] installed plugin '{escape(failure.plugin.name)}' failed to load "
+                f"and is left out: {escape(failure.error)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    run_config: RunConfig | Callable[[], RunConfig]
+    if run_dir is not None:
+        read = functools.partial(resolve_run_config, found, run_dir=run_dir, overrides=sets)
+        # A process of a launch reads nothing itself: rank 0 reads the folder and hands the
+        # config on, so that the other machines of a multi-node run need no copy of it.
+        run_config = read if "WORLD_SIZE" in os.environ else read()
+    elif isinstance(config, (RunConfig, Mapping)):
         run_config = _from_mapping(config.to_dict() if isinstance(config, RunConfig) else config, sets, found)
     elif config is not None and (Path(config).suffix in (".yaml", ".yml") or Path(config).is_file()):
         run_config = resolve_run_config(found, config_file=Path(config), overrides=sets)
@@ -153,8 +226,98 @@ def train(
         run_config = resolve_run_config(found, model=str(config), overrides=sets)
     else:
         raise ConfigError("name a model, a config file or a mapping, or pass resume=RUN_DIR")
-    run_config = with_plugins(run_config, files)
-    return run_training(run_config, found, out_dir=None if out is None else Path(out), force=force)
+    if run_dir is None:
+        # The run remembers its plugin files, so that eval, sample and --resume load them again.
+        assert not callable(run_config)
+        run_config = with_plugins(run_config, files)
+    if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
+        # The config is valid: each process makes the same call (its config read again).
+        if run_dir is None and out is None:
+            from genmod.runner import default_out_dir
+
+            assert not callable(run_config)
+            out = default_out_dir(run_config.model.name)
+        call = {
+            "config": run_config.to_dict() if run_dir is None and not callable(run_config) else None,
+            "out": None if out is None else str(out),
+            "resume": None if run_dir is None else str(run_dir),
+            "force": force,
+            "plugins": [str(f) for f in files],
+            "trust_plugins": trust_plugins,
+            "sets": sets if run_dir is not None else [],
+        }
+        _launch(call, nproc, Path(str(call["resume"] or call["out"])))
+        return None
+    out_dir = run_dir if run_dir is not None else (None if out is None else Path(out))
+    return run_training(
+        run_config, found, out_dir=out_dir, resume=run_dir is not None, force=force, reporter=reporter
+    )
+
+
+_ERROR_FILE = "GENMOD_ERROR_FILE"
+"""Where a process of :func:`train` with ``nproc`` writes its error, for the launcher to raise."""
+
+
+def _launch(call: dict[str, Any], nproc: int, out: Path) -> None:
+    """``train(**call)`` in ``nproc`` processes of one process group training into ``out``;
+    raises the error of the first process that failed (rank 0's where it failed), as that
+    process raised it."""
+    import tempfile
+
+    from genmod.distributed import launch
+
+    with tempfile.TemporaryDirectory(prefix="genmod-launch-") as folder:
+        errors = Path(folder)
+        worker = (
+            "import genmod.openmp as o; o.choose_wait_policy(o.announce_training()); "
+            "from genmod.api import _train_in_process; _train_in_process()"
+        )
+        os.environ[_ERROR_FILE] = str(errors)
+        try:
+            code = launch([sys.executable, "-c", worker, json.dumps(call)], nproc)
+        except KeyboardInterrupt:
+            code = 130  # the launch has stopped the processes; each saved its checkpoint
+        finally:
+            del os.environ[_ERROR_FILE]
+        if code == 0:
+            return
+        written = sorted(errors.glob("rank-*.json"), key=lambda f: int(f.stem.split("-")[1]))
+        error = json.loads(written[0].read_text()) if written else None
+    from genmod.runner import Interrupted
+
+    if error is None and code == Interrupted.exit_code:
+        # The processes of a launch stop at once (they could not agree on a step to stop at).
+        raise Interrupted(
+            f"stopped; training up to the last completed epoch is saved. Continue with:\n"
+            f"  genmod run --resume {out} --nproc {nproc}"
+        )
+    if error is None:
+        raise GenmodError(f"a training process failed (exit code {code}); its traceback is above")
+
+    kind = Interrupted if error["exit_code"] == Interrupted.exit_code else GenmodError
+    raised = kind(error["message"])
+    raised.exit_code = error["exit_code"]
+    raise raised
+
+
+def _train_in_process() -> None:
+    """One process of :func:`train` with ``nproc``: the launcher's call, its error written
+    where the launcher reads it. A process that fails because another failed first (its peer
+    gone) exits quietly: the first error is the one to show."""
+    call = json.loads(sys.argv[1])
+    errors = Path(os.environ[_ERROR_FILE])
+    try:
+        train(**call)
+    except KeyboardInterrupt:
+        sys.exit(130)  # the launcher says what was kept
+    except GenmodError as exc:
+        report = {"message": str(exc), "exit_code": exc.exit_code}
+        (errors / f"rank-{os.environ.get('RANK', '0')}.json").write_text(json.dumps(report))
+        sys.exit(exc.exit_code)
+    except Exception:
+        if any(errors.glob("rank-*.json")):
+            sys.exit(1)
+        raise
 
 
 def _from_mapping(raw: Mapping[str, Any], sets: Sequence[str], found: Registry) -> RunConfig:
@@ -175,29 +338,11 @@ def load(
     """A trained model from a run folder (or a shipped ``pretrained/NAME``), in eval mode:
     ``sample(n)``, ``reconstruct(x)``, ``log_importance_weights(x, k)``. ``checkpoint`` is
     ``"best"``, ``"last"`` or ``None`` (the best where the run kept one). The run's remembered
-    plugin files are imported only if trusted, or with ``trust_plugins=True``."""
-    return _load(Path(run), checkpoint, device, plugins, trust_plugins)[2]
+    plugin files are imported only if trusted, or with ``trust_plugins=True``. :func:`open_run`
+    gives the model with its config, epoch and data."""
+    from genmod.trained import open_run
 
-
-def _load(
-    run_dir: Path, checkpoint: str | None, device: str, plugins: Sequence[str | Path], trust_plugins: bool
-) -> tuple[Registry, RunConfig, GenerativeModel, int, str]:
-    from genmod.runner import load_trained, select_device
-
-    found = registry(plugin_files(run_dir, [Path(p) for p in plugins], trust_plugins=trust_plugins))
-    try:
-        config, model, epoch, run = load_trained(run_dir, found, select_device(device), checkpoint)
-    except UnknownNameError as exc:
-        if run_dir.suffix != EXPORTED_SUFFIX:
-            raise
-        from genmod.checkpoint import exported_requirements
-
-        needs = ", ".join(f"{name} {version}" for name, version in exported_requirements(run_dir).items())
-        hint = (
-            f"it was exported with the plugin {needs}: pip install it" if needs else "pass its --plugin FILE"
-        )
-        raise UnknownNameError(f"{exc}; {hint}") from None
-    return found, config, model, epoch, run
+    return open_run(run, checkpoint, device=device, plugins=plugins, trust_plugins=trust_plugins).model
 
 
 def export(
@@ -253,7 +398,7 @@ def dataset(
     from genmod.data import load_data
 
     run_dir = Path(run)
-    found = registry(plugin_files(run_dir, [Path(p) for p in plugins], trust_plugins=trust_plugins))
+    found = registry(plugins, run=run_dir, trust_plugins=trust_plugins)
     config = resolve_run_config(found, run_dir=run_dir)
     data_config = config.data.model_copy(update={"root": Path(root)} if root else {})
     return load_data(found.dataset(data_config.name), data_config, torch.device("cpu")).as_float()
@@ -294,7 +439,10 @@ def evaluate(
 
     from genmod import artifacts
     from genmod.evaluation import evaluable, evaluate_likelihood, no_likelihood
+    from genmod.trained import open_run
 
+    if precision not in get_args(Precision):
+        raise ConfigError(f"precision must be one of {', '.join(get_args(Precision))}, not '{precision}'")
     if not 1 <= k <= MAX_K:
         raise ConfigError(f"k = {k} is out of range: use 1 to {MAX_K:,} importance samples per image")
     if split not in ("test", "validation", "train"):
@@ -302,7 +450,14 @@ def evaluate(
     run_dir = None
     if isinstance(model_or_run, (str, Path)):
         run_dir = Path(model_or_run)
-        found, config, model, epoch, run = _load(run_dir, checkpoint, device, plugins, trust_plugins)
+        opened = open_run(run_dir, checkpoint, device=device, plugins=plugins, trust_plugins=trust_plugins)
+        found, config, model, epoch, run = (
+            opened.registry,
+            opened.config,
+            opened.model,
+            opened.epoch,
+            opened.run_id,
+        )
         name = config.model.name
     else:
         model, name = model_or_run, type(model_or_run).__name__
@@ -369,8 +524,11 @@ def sample_quality(
     each with how it was computed. ``on_progress(samples_done, samples)`` is called after each
     batch of samples.
     """
+    from dataclasses import replace
+
     from genmod import artifacts
     from genmod.quality import SampleMetrics
+    from genmod.trained import open_run
 
     if split not in ("test", "validation", "train"):
         raise ConfigError(f"split must be test, validation or train, not '{split}'")
@@ -379,7 +537,14 @@ def sample_quality(
     if not metrics:
         raise ConfigError("name at least one metric (genmod list --kind evaluator)")
     run_dir = Path(run)
-    found, config, model, epoch, run_name = _load(run_dir, checkpoint, device, plugins, trust_plugins)
+    opened = open_run(run_dir, checkpoint, device=device, plugins=plugins, trust_plugins=trust_plugins)
+    found, config, model, epoch, run_name = (
+        opened.registry,
+        opened.config,
+        opened.model,
+        opened.epoch,
+        opened.run_id,
+    )
     scorer = SampleMetrics(
         found,
         [ComponentRef(name=m) if isinstance(m, str) else m for m in metrics],
@@ -402,7 +567,7 @@ def sample_quality(
     except GenmodError as exc:
         shown = "; ".join(f"{k} {v:.4g}" for r in results for k, v in r.figures.items())
         raise GenmodError(f"{shown} was not saved: {exc}") from None
-    return results
+    return [replace(r, report=path) for r in results]
 
 
 def _split(

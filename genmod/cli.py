@@ -11,9 +11,7 @@ import contextlib
 import difflib
 import functools
 import json
-import math
 import os
-import shutil
 import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -29,21 +27,19 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from genmod import __version__
-from genmod.config import MAX_GRID, MAX_K, ComponentRef, DataConfig, Precision, TrainConfig
-from genmod.errors import ConfigError, DataError, GenmodError, UnknownNameError
+import genmod
+from genmod import (
+    ComponentRef,
+    ConfigError,
+    DataConfig,
+    GenmodError,
+    TrainConfig,
+    UnknownNameError,
+    __version__,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    import torch
-
-    from genmod.config import RunConfig
-    from genmod.data import Data
-    from genmod.evaluation import NLLResult
-    from genmod.model import GenerativeModel
-    from genmod.plugins import Registry
-    from genmod.run_index import RunSummary
+    from genmod import NLLResult, Registry, RunSummary
 
 PLUGINS_ENV = "GENMOD_PLUGINS"
 
@@ -152,27 +148,11 @@ def _progress_bar(label: str, total: int | None, unit: str) -> Iterator[Callable
         yield advance
 
 
-def _registry(
-    plugin_files: list[Path] | None,
-    *,
-    diagnose: bool = False,
-    run_dir: Path | None = None,
-    trust_plugins: bool = False,
-) -> Registry:
-    """The registry with the installed plugins and the explicit ones (and, for a run folder,
-    the trusted plugin files the run was trained with: :func:`genmod.api.plugin_files`).
-
-    A plugin the user named (--plugin, $GENMOD_PLUGINS) must load: every command stops if one
-    fails, except the diagnostic ones (``diagnose``: list, plugins), which show the failure.
-    """
-    from genmod.api import plugin_files as files_to_load
-    from genmod.plugins import load_registry
-
-    files = files_to_load(run_dir, _explicit_plugins(plugin_files), trust_plugins=trust_plugins)
-    registry = load_registry(files)
-    if not diagnose:
-        registry.check_explicit_plugins()
-    return registry
+def _registry(plugin_files: list[Path] | None, *, diagnose: bool = False) -> Registry:
+    """The registry with the installed plugins and the explicit ones. A plugin the user named
+    (--plugin, $GENMOD_PLUGINS) must load: every command stops if one fails, except the
+    diagnostic ones (``diagnose``: list, plugins), which show the failure."""
+    return genmod.registry(_explicit_plugins(plugin_files), check=not diagnose)
 
 
 def _print_plugin_problems(registry: Registry) -> None:
@@ -331,20 +311,13 @@ def run(
     """Train a model: samples, loss plot, metrics, checkpoint.
 
     Starts from the model's shipped recipe, a --config file or a run folder (--resume)."""
-    from genmod.config_loader import resolve_run_config
-    from genmod.distributed import launch
-    from genmod.progress import RunReporter
-    from genmod.runner import train
-
-    registry = _registry(plugin, run_dir=resume, trust_plugins=trust_plugins)
-    if os.environ.get("RANK", "0") == "0":
-        for failure in registry.failures:  # explicit ones have stopped the command already
-            err_console.print(
-                f"[yellow]warning:[/] installed plugin '{escape(failure.plugin.name)}' failed to load "
-                f"and is left out: {escape(failure.error)}",
-                highlight=False,
-                soft_wrap=True,
-            )
+    if resume is not None and (model or config or set_ or seed is not None or out is not None):
+        raise ConfigError(
+            "--resume continues a run with its saved config: drop the model, --config, --set, "
+            "--seed and --out (only --epochs, --device and --data-dir may change)"
+        )
+    if model is not None and config is not None:
+        raise ConfigError(f"{config} names its model: drop '{model}' or --config")
     shorthands = {
         "train.epochs": epochs,
         "train.seed": seed,
@@ -353,88 +326,26 @@ def run(
         "train.loggers": f"[{', '.join(logger)}]" if logger else None,
     }
     overrides = [*(set_ or []), *(f"{key}={value}" for key, value in shorthands.items() if value is not None)]
-    run_config: RunConfig | Callable[[], RunConfig]
-    if resume is not None:
-        if model or config or set_ or seed is not None or out is not None:
-            raise ConfigError(
-                "--resume continues a run with its saved config: drop the model, --config, --set, "
-                "--seed and --out (only --epochs, --device and --data-dir may change)"
-            )
-        read = functools.partial(resolve_run_config, registry, run_dir=resume, overrides=overrides)
-        # A process of a launch reads nothing itself: rank 0 reads the folder and hands the
-        # config on, so that the other machines of a multi-node run need no copy of it.
-        run_config = read if "WORLD_SIZE" in os.environ else read()
-        out_dir: Path | None = resume
-    else:
-        run_config = resolve_run_config(registry, model=model, config_file=config, overrides=overrides)
-        # The run remembers its plugin files, so that eval, sample and --resume load them again.
-        from genmod.api import with_plugins
-
-        run_config = with_plugins(run_config, _explicit_plugins(plugin))
-        out_dir = out
-    if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
-        # The config is valid: hand the same command to torchrun, once per process.
-        options = {
-            "--config": config,
-            "--epochs": epochs,
-            "--seed": seed,
-            "--device": device,
-            "--data-dir": data_dir,
-            "--out": out,
-            "--resume": resume,
-        }
-        argv = ["run", *([model] if model else []), *(a for s in set_ or [] for a in ("--set", s))]
-        argv += [a for name, value in options.items() if value is not None for a in (name, str(value))]
-        argv += [a for name in logger or [] for a in ("--logger", name)]
-        argv += ["--force"] * force + ["--trust-plugins"] * trust_plugins
-        argv += [a for p in plugin or [] for a in ("--plugin", str(p))]
-        raise typer.Exit(launch([sys.executable, "-m", "genmod", *argv], nproc))
-    train(
-        run_config,
-        registry,
-        out_dir=out_dir,
-        resume=resume is not None,
+    genmod.train(
+        config or model,
+        out=out,
+        resume=resume,
         force=force,
-        reporter=RunReporter(console),
+        plugins=_explicit_plugins(plugin),
+        trust_plugins=trust_plugins,
+        sets=overrides,
+        console=console,
+        nproc=nproc,
     )
 
 
-def _trained(
-    run_dir: Path,
-    plugin: list[Path] | None,
-    device: str,
-    checkpoint: str | None,
-    needs: str | None = None,
-    *,
-    trust_plugins: bool = False,
-) -> tuple[Registry, RunConfig, GenerativeModel, int, str]:
-    """The registry, and a run's config, trained model, the epoch of its weights and the id of
-    the run that trained them (:func:`genmod.api.load` with the plugin files named on the
-    command line).
-
-    ``needs`` names an optional method of the model the command uses: a model without it is
-    refused in one line before any data is read.
-    """
-    from genmod.api import _load
-
-    registry, config, model, epoch, run = _load(
-        run_dir, checkpoint, device, _explicit_plugins(plugin), trust_plugins
+def _opened(
+    run_dir: Path, plugin: list[Path] | None, device: str, checkpoint: str | None, trust_plugins: bool
+) -> genmod.TrainedRun:
+    """:func:`genmod.open_run` with the plugin files named on the command line."""
+    return genmod.open_run(
+        run_dir, checkpoint, device=device, plugins=_explicit_plugins(plugin), trust_plugins=trust_plugins
     )
-    if needs is not None and not model.can(needs):
-        raise ConfigError(
-            f"model '{config.model.name}' ({type(model).__name__}) does not implement {needs}(), "
-            f"which this command needs"
-        )
-    return registry, config, model, epoch, run
-
-
-def _data(registry: Registry, config: RunConfig, model: GenerativeModel, data_dir: Path | None) -> Data:
-    """The run's dataset (from ``data_dir`` if given), on the model's device."""
-    from genmod.data import load_data
-
-    data_config = config.data.model_copy(update={"root": data_dir} if data_dir else {})
-    device = next(model.parameters()).device
-    return load_data(registry.dataset(data_config.name), data_config, device)
 
 
 LIKELIHOOD = "likelihood"
@@ -453,7 +364,7 @@ def eval_command(
         ),
     ] = None,
     k: Annotated[
-        int, typer.Option("--k", min=1, max=MAX_K, help="Importance samples per image (at most 1,000,000).")
+        int, typer.Option("--k", min=1, help="Importance samples per image (at most 1,000,000).")
     ] = 5000,
     split: Annotated[str, typer.Option(help="test, validation or train.")] = "test",
     images: Annotated[Optional[int], typer.Option(min=1, help="Evaluate the first N images only.")] = None,
@@ -493,18 +404,11 @@ def eval_command(
     model offers), and sample-quality metrics with --metric.
 
     Writes RUN_DIR/eval.json (or --output), then prints it."""
-    from genmod import artifacts
-    from genmod.api import evaluate, sample_quality
-
     chosen = list(dict.fromkeys(metric or [LIKELIHOOD]))
     sample_metrics = [name for name in chosen if name != LIKELIHOOD]
     if LIKELIHOOD in chosen:
-        if precision not in get_args(Precision):
-            raise ConfigError(
-                f"--precision must be one of {', '.join(get_args(Precision))}, not '{precision}'"
-            )
         with _progress_bar("evaluating", None, "images") as advance:
-            result = evaluate(
+            result = genmod.evaluate(
                 run_dir,
                 k,
                 limit=images,
@@ -523,7 +427,7 @@ def eval_command(
         _print_likelihood(result, split, output)
     if sample_metrics:
         with _progress_bar("sampling", samples, "samples") as advance:
-            results = sample_quality(
+            results = genmod.sample_quality(
                 run_dir,
                 sample_metrics,
                 samples=samples,
@@ -551,9 +455,7 @@ def eval_command(
                 ", ".join(name for name in r.figures if not name.endswith("_se")), " / ".join(shown), r.how
             )
         console.print(table)
-        console.print(
-            f"saved {output or artifacts.beside(run_dir, artifacts.EVAL)}", highlight=False, soft_wrap=True
-        )
+        console.print(f"saved {results[0].report}", highlight=False, soft_wrap=True)
 
 
 def _print_likelihood(result: NLLResult, split: str, output: Path | None) -> None:
@@ -571,7 +473,7 @@ def _print_likelihood(result: NLLResult, split: str, output: Path | None) -> Non
         "seconds", f"{result.seconds:.1f} ({result.precision}{', compiled' if result.compiled else ''})"
     )
     console.print(table)
-    console.print(_evaluation_note(result), highlight=False, soft_wrap=True)
+    console.print(result.meaning, highlight=False, soft_wrap=True)
     kept = result.report is not None and output is None and result.report.name != "eval.json"
     if kept and result.report is not None:
         console.print(
@@ -583,25 +485,11 @@ def _print_likelihood(result: NLLResult, split: str, output: Path | None) -> Non
     console.print(f"saved {result.report}", highlight=False, soft_wrap=True)
 
 
-def _evaluation_note(result: NLLResult) -> str:
-    """What the figures of ``genmod eval`` are."""
-    from genmod.evaluation import EXACT_NLL, IS_NLL
-
-    if result.quantity == IS_NLL:
-        return (
-            "IS-NLL estimates -log p(x), tighter as k grows;\n"
-            f"the -ELBO is the mean over the same {result.k} samples per image."
-        )
-    if result.quantity == EXACT_NLL:
-        return "the exact -log p(x) the model computes, averaged over the images."
-    return f"{result.quantity}: the model's upper bound on -log p(x), averaged over the images."
-
-
 @app.command()
 @_user_errors
 def sample(
     run_dir: RunDir,
-    n: Annotated[int, typer.Option("-n", min=1, max=MAX_GRID, help="Number of images (at most 4096).")] = 64,
+    n: Annotated[int, typer.Option("-n", min=1, help="Number of images (at most 4096).")] = 64,
     output: Annotated[
         Optional[Path], typer.Option("-o", "--output", help="PNG file; default RUN_DIR/samples.png.")
     ] = None,
@@ -618,41 +506,14 @@ def sample(
     """Draw images from a trained model.
 
     Samples from the model (a VAE's prior, decoded), saved as a grid."""
-    import torch
-
-    from genmod import artifacts
-
-    _, config, model, _, _ = _trained(run_dir, plugin, device, checkpoint, trust_plugins=trust_plugins)
-    options = _sample_options(model, config.model.name, option or [])
-    torch.manual_seed(seed)
-    with torch.inference_mode():
-        images = model.sample(n, **options)
-    path = output or artifacts.beside(run_dir, "samples.png")
-    artifacts.save_grid(images, path, nrow=math.ceil(math.sqrt(n)))
-    console.print(f"saved {n} samples to {path}", highlight=False)
-
-
-def _sample_options(model: GenerativeModel, name: str, pairs: list[str]) -> dict[str, Any]:
-    """``--option KEY=VALUE`` pairs, validated by the model's ``sample_options`` class."""
-    from pydantic import ValidationError
-
-    if not pairs:
-        return {}
-    if model.sample_options is None:
-        raise ConfigError(f"model '{name}' takes no sampling options: leave out --option")
+    pairs = option or []
     malformed = [pair for pair in pairs if "=" not in pair]
     if malformed:
         raise ConfigError(f"--option {malformed[0]}: write it as KEY=VALUE")
-    given = dict(pair.split("=", 1) for pair in pairs)
-    try:
-        options = model.sample_options.model_validate(given)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        fields = ", ".join(model.sample_options.model_fields)
-        raise ConfigError(f"--option {where}: {error['msg']} (model '{name}' takes {fields})") from None
-    dumped: dict[str, Any] = options.model_dump(exclude_unset=True)
-    return dumped
+    opened = _opened(run_dir, plugin, device, checkpoint, trust_plugins)
+    options = dict(pair.split("=", 1) for pair in pairs)
+    path = opened.write_samples(n, output, seed=seed, options=options)
+    console.print(f"saved {n} samples to {path}", highlight=False)
 
 
 @app.command()
@@ -672,19 +533,9 @@ def reconstruct(
     """Reconstruct test images with a trained model.
 
     Test images in odd rows, their reconstructions in the row below."""
-    import torch
-
-    from genmod import artifacts
-    from genmod.data import as_float
-
-    registry, config, model, _, _ = _trained(
-        run_dir, plugin, device, checkpoint, "reconstruct", trust_plugins=trust_plugins
-    )
-    originals = as_float(_data(registry, config, model, data_dir).test[:n])
-    path = output or artifacts.beside(run_dir, "reconstruct.png")
-    with torch.inference_mode():
-        artifacts.save_reconstructions(originals, model.reconstruct(originals), path)
-    console.print(f"saved {len(originals)} reconstructions to {path}", highlight=False)
+    opened = _opened(run_dir, plugin, device, checkpoint, trust_plugins)
+    path, count = opened.write_reconstructions(n, output, root=data_dir)
+    console.print(f"saved {count} reconstructions to {path}", highlight=False)
 
 
 @app.command()
@@ -703,23 +554,7 @@ def manifold(
     """Decode a grid over a 2-D latent space.
 
     For latent-variable models with 2 latents (the VAE family's)."""
-    import torch
-
-    from genmod import artifacts
-
-    _, config, model, _, _ = _trained(run_dir, plugin, device, checkpoint, trust_plugins=trust_plugins)
-    draw = getattr(model, "manifold", None)
-    if not callable(draw):
-        raise ConfigError(
-            f"model '{config.model.name}' ({type(model).__name__}) has no 2-D latent space to draw a manifold of"
-        )
-    try:
-        with torch.inference_mode():
-            images = draw(size)
-    except ValueError as exc:
-        raise ConfigError(f"model '{config.model.name}' has no 2-D latent space: {exc}") from None
-    path = output or artifacts.beside(run_dir, "manifold.png")
-    artifacts.save_grid(images, path, nrow=size)
+    path = _opened(run_dir, plugin, device, checkpoint, trust_plugins).write_manifold(size, output)
     console.print(f"saved a {size}x{size} latent manifold to {path}", highlight=False)
 
 
@@ -739,11 +574,9 @@ def export(
 
     safetensors: tensors and the resolved config as metadata; genmod eval, sample,
     reconstruct and genmod.load take the file in place of the run folder."""
-    from genmod.api import export as export_weights
-
     if format != "safetensors":
         raise ConfigError(f"--format must be safetensors, not '{format}'")
-    path = export_weights(
+    path = genmod.export(
         run_dir, output, checkpoint=checkpoint, plugins=_explicit_plugins(plugin), trust_plugins=trust_plugins
     )
     console.print(f"exported {run_dir} to {path}", highlight=False, soft_wrap=True)
@@ -760,20 +593,12 @@ def runs(
 
     Model, epochs, the test bound of the kept weights (best monitored epoch, else last) named
     as the model names it, the evaluated NLL with its epoch and images, training time."""
-    if not directory.is_dir():
-        raise ConfigError(f"no runs folder {directory}: pass the folder your runs are in (default: runs)")
     _print_runs(directory)
 
 
 def _print_runs(directory: Path, *, by_monitor: bool = False) -> None:
     """The ``genmod runs`` table of ``directory``; ``by_monitor``: best monitored value first."""
-    from genmod.run_index import list_runs
-
-    summaries, damaged = list_runs(directory)
-    if by_monitor:
-        summaries.sort(
-            key=lambda s: (s.best_validation is None, s.best_validation or 0.0, s.test_loss or 0.0)
-        )
+    summaries, damaged = genmod.list_runs(directory, by_monitor=by_monitor)
     columns = ("run", "model", "epochs", "test bound", "evaluated", "time")
     rows = [
         (
@@ -826,34 +651,31 @@ def sweep(
     Every combination of the --set values; call it again to continue the unfinished runs
     (finished ones are skipped); Ctrl-C stops every run at a checkpoint. Ends with the runs
     table, best monitored value first."""
-    from genmod.sweep import grid
-    from genmod.sweep import sweep as train_grid
-
-    runs = grid(set_)
     folder = out or Path("sweeps") / model
-    extra = [
-        *(["--epochs", str(epochs)] if epochs is not None else []),
-        *(["--device", device] if device else []),
-        *(["--data-dir", str(data_dir)] if data_dir else []),
-        *(w for p in plugin or [] for w in ("--plugin", str(p))),
-        *(["--trust-plugins"] if trust_plugins else []),
-    ]
-    console.print(f"sweep of {model}: {len(runs)} runs into {folder}, {parallel} at a time", highlight=False)
     try:
-        failed = train_grid(
-            model, runs, folder, parallel, extra, lambda line: console.print(line, highlight=False)
+        done = genmod.sweep(
+            model,
+            set_,
+            folder,
+            parallel=parallel,
+            epochs=epochs,
+            device=device,
+            data_dir=data_dir,
+            plugins=_explicit_plugins(plugin),
+            trust_plugins=trust_plugins,
+            log=lambda line: console.print(line, highlight=False),
         )
     except KeyboardInterrupt:
-        from genmod.runner import Interrupted
-
         _print_runs(folder, by_monitor=True)
-        raise Interrupted(
+        raise genmod.Interrupted(
             f"stopped; every run kept its checkpoint. Continue the sweep with the same command:\n"
             f"  genmod sweep {model} {' '.join('--set ' + s for s in set_)} --out {folder}"
         ) from None
     _print_runs(folder, by_monitor=True)
-    if failed:
-        raise GenmodError(f"{failed} of {len(runs)} runs failed: their logs are in {folder / 'logs'}")
+    if done.failed:
+        raise GenmodError(
+            f"{done.failed} of {len(done.runs)} runs failed: their logs are in {folder / 'logs'}"
+        )
 
 
 def _evaluated(summary: RunSummary) -> str:
@@ -970,25 +792,20 @@ def info(
 def _run_origin(run_dir: Path) -> None:
     """Where a run folder or shipped model came from: its recipe, how long it trained, which
     epoch's weights it holds, and its evaluation."""
-    from genmod import artifacts
-    from genmod.run_index import summarize
-
-    summary = summarize(run_dir)
+    summary = genmod.summarize(run_dir)
     if summary is None:
-        raise ConfigError(
-            f"{run_dir} has a {artifacts.CONFIG} but no readable metrics: it is not a genmod run"
-        )
+        raise ConfigError(f"{run_dir} has a config.yaml but no readable metrics: it is not a genmod run")
     lines = [
         f"[bold]run {run_dir}[/]: model {summary.model}",
-        f"  recipe: {run_dir / artifacts.CONFIG}; retrain it with",
-        f"    genmod run --config {run_dir / artifacts.CONFIG}",
+        f"  recipe: {run_dir / 'config.yaml'}; retrain it with",
+        f"    genmod run --config {run_dir / 'config.yaml'}",
         f"  trained {summary.epochs_done} of {summary.epochs_planned} epochs, {summary.seconds:,.0f} s",
     ]
     if summary.best_epoch is not None:
         lines.append(
             f"  weights: epoch {summary.best_epoch}, the best {summary.monitor} ({summary.best_validation:.2f})"
         )
-    evaluation = artifacts.read_eval(run_dir)
+    evaluation = summary.evaluation
     if "nll" in evaluation:  # a likelihood was evaluated (null where not finite)
         nll = evaluation.get("nll")
         figure = "not finite" if nll is None else f"{nll:.2f} ± {evaluation['nll_se']:.2f} nats"
@@ -1002,7 +819,7 @@ def _run_origin(run_dir: Path) -> None:
             f"  {evaluation['split']} {summary.nll_quantity} {figure} "
             f"(genmod eval: {sampled}{evaluation['images']:,} images{stale})"
         )
-    for metric in evaluation.get(artifacts.SAMPLE_QUALITY, {}).values():
+    for metric in summary.sample_quality.values():
         figures = ", ".join(f"{name} {value:.4g}" for name, value in metric["figures"].items())
         lines.append(f"  {figures} (genmod eval of epoch {metric['epoch']}: {metric['how']})")
     lines += _plugin_file_lines(run_dir)
@@ -1011,19 +828,17 @@ def _run_origin(run_dir: Path) -> None:
 
 def _plugin_file_lines(run_dir: Path) -> list[str]:
     """The plugin files a run would import, each with whether it is trusted (none is imported)."""
-    from genmod import trust
-    from genmod.api import remembered_plugins
 
     def state(written: Path) -> str:
         if not written.is_absolute():
             return "not trusted (a relative path): not run unless you pass --plugin FILE"
         if not written.is_file():
             return "missing: pass its new place with --plugin FILE"
-        if trust.is_trusted(written):
+        if genmod.is_trusted(written):
             return "trusted: you trained with it here and it is unchanged"
         return "not trusted: not run unless you pass --plugin FILE or --trust-plugins"
 
-    return [f"  plugin file {escape(str(p))}: {state(p)}" for p in remembered_plugins(run_dir)]
+    return [f"  plugin file {escape(str(p))}: {state(p)}" for p in genmod.remembered_plugins(run_dir)]
 
 
 @app.command("new-plugin")
@@ -1037,9 +852,7 @@ def new_plugin_command(
     """Create a plugin package to start from.
 
     An installable package with an example prior, a model, its recipe and offline tests."""
-    from genmod.vae.scaffold import new_plugin  # the scaffold is a VAE-family plugin
-
-    root = new_plugin(name, directory)
+    root = genmod.new_plugin(name, directory)
     console.print(f"created {root}\nnext: pip install -e {root} && genmod list", highlight=False)
 
 
@@ -1069,44 +882,9 @@ def pack(
     """Write a dataset as shards that data.name streaming reads.
 
     Train with: genmod run mlp-vae --set data.name=streaming --data-dir OUT_DIR"""
-    import itertools
-
-    from genmod.streaming import SPLITS, StreamingImages
-    from genmod.streaming import pack as pack_splits
-
-    if out_dir.exists():
-        raise ConfigError(f"{out_dir} already exists: choose a new OUT_DIR")
-    folder = Path(source)
-    splits: dict[str, tuple[tuple[int, ...], Iterable[torch.Tensor]]]
-    if folder.is_dir():
-        from genmod.builtins.datasets import image_files
-
-        try:
-            splits = {split: image_files(folder / split) for split in SPLITS}
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot pack {folder}: {exc}") from None
-    else:
-        from genmod.data import resolve_root
-
-        spec = _registry(plugin).dataset(source)
-        root = data_dir or resolve_root(DataConfig(name=source))[0]
-        splits = {}
-        for split in SPLITS:
-            images = spec.build(root, split, False)
-            if isinstance(images, StreamingImages):
-                raise ConfigError(f"dataset '{source}' is streamed already: pack its source instead")
-            splits[split] = (tuple(images.shape[1:]), iter(images))
-    shape, train = splits["train"]
-    splits["train"] = (shape, itertools.islice(train, limit))
-    # Written into a staging folder renamed on success: a failed pack leaves no OUT_DIR behind.
-    staging = out_dir.with_name(f".{out_dir.name}.packing-{os.getpid()}")
-    try:
-        counts = pack_splits(splits, staging, source, int(shard_mb * 2**20))
-        staging.rename(out_dir)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot pack {source}: {exc}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    counts, shape = genmod.pack_dataset(
+        source, out_dir, root=data_dir, limit=limit, shard_mb=shard_mb, plugins=_explicit_plugins(plugin)
+    )
     console.print(
         f"packed {counts['train']:,} training and {counts['test']:,} test images of shape "
         f"{'x'.join(map(str, shape))} into {out_dir}\n"
@@ -1136,20 +914,12 @@ def features_train(
 ) -> None:
     """Train the classifier whose features genmod's FID, KID and precision/recall compare for
     1x28x28 images (genmod ships both; this is how they were made)."""
-    from genmod.data import resolve_root
-    from genmod.feature_training import TORCHVISION_NAMES, train_features
-    from genmod.features import NETWORKS, features_dir
-
-    if dataset not in TORCHVISION_NAMES:
-        raise ConfigError(f"no feature classifier for '{dataset}': use {' or '.join(TORCHVISION_NAMES)}")
-    root = data_dir or resolve_root(DataConfig(name=dataset))[0]
-    path = out or features_dir() / NETWORKS[dataset].file
-    trained = train_features(
+    trained = genmod.train_features(
         dataset,
-        root,
-        path,
-        epochs,
-        seed,
+        out,
+        epochs=epochs,
+        seed=seed,
+        root=data_dir,
         on_epoch=lambda epoch, loss: console.print(f"epoch {epoch}/{epochs}  cross-entropy {loss:.4f}"),
     )
     console.print(

@@ -89,6 +89,18 @@ class NLLResult:
         """:attr:`quantity` as reports print it: ``IS-NLL (k=5000)``, ``exact NLL``, ..."""
         return f"{self.quantity} (k={self.k})" if self.k is not None else self.quantity
 
+    @property
+    def meaning(self) -> str:
+        """What the figures are, in words (``genmod eval`` prints it below them)."""
+        if self.quantity == IS_NLL:
+            return (
+                "IS-NLL estimates -log p(x), tighter as k grows;\n"
+                f"the -ELBO is the mean over the same {self.k} samples per image."
+            )
+        if self.quantity == EXACT_NLL:
+            return "the exact -log p(x) the model computes, averaged over the images."
+        return f"{self.quantity}: the model's upper bound on -log p(x), averaged over the images."
+
     def to_dict(self) -> dict[str, float | int | str | None]:
         """The figures and how they were computed, as ``eval.json`` holds them."""
         figures = asdict(self)

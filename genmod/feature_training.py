@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from genmod.errors import DataError
+from genmod.errors import ConfigError, DataError
 from genmod.features import DigitFeatures
 
 TORCHVISION_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
@@ -53,16 +53,31 @@ def _accuracy(net: DigitFeatures, images: Tensor, labels: Tensor) -> tuple[float
 
 
 def train_features(
-    name: str,
-    root: Path,
-    out: Path,
+    dataset: str,
+    out: str | Path | None = None,
+    *,
     epochs: int = 4,
     seed: int = 0,
+    root: str | Path | None = None,
     on_epoch: Callable[[int, float], None] = lambda epoch, loss: None,
 ) -> TrainedFeatures:
-    """Train the classifier of dataset ``name`` and write its weights to ``out``."""
+    """Train the feature classifier of ``dataset`` (mnist or fashion-mnist, torchvision's copy
+    with labels in ``root``, default as for a run) for ``epochs`` from ``seed``, and write its
+    weights to ``out`` (default: the features folder, where ``genmod eval`` finds them).
+    ``on_epoch(epoch, mean cross-entropy)`` is called after each epoch."""
+    from genmod.config import DataConfig
+    from genmod.data import resolve_root
+    from genmod.features import NETWORKS, features_dir
+
+    if dataset not in TORCHVISION_NAMES:
+        raise ConfigError(f"no feature classifier for '{dataset}': use {' or '.join(TORCHVISION_NAMES)}")
+    if epochs < 1:
+        raise ConfigError(f"epochs = {epochs}: train at least one epoch")
+    folder = Path(root) if root is not None else resolve_root(DataConfig(name=dataset))[0]
+    path = Path(out) if out is not None else features_dir() / NETWORKS[dataset].file
+    name = dataset
     torch.manual_seed(seed)
-    images, labels = _split(name, root, train=True)
+    images, labels = _split(name, folder, train=True)
     net = DigitFeatures()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     for epoch in range(1, epochs + 1):
@@ -80,13 +95,13 @@ def train_features(
             total += loss.item() * len(index)
         on_epoch(epoch, total / len(images))
     net.eval()
-    test_images, test_labels = _split(name, root, train=False)
+    test_images, test_labels = _split(name, folder, train=False)
     accuracy, predicted = _accuracy(net, test_images, test_labels)
     half = {key: value.half() for key, value in net.state_dict().items()}
     as_half = DigitFeatures().eval()
     as_half.load_state_dict({key: value.float() for key, value in half.items()})
     _, predicted_half = _accuracy(as_half, test_images, test_labels)
     float16 = bool((predicted_half == predicted).all())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(half if float16 else net.state_dict(), out)
-    return TrainedFeatures(out, hashlib.sha256(out.read_bytes()).hexdigest(), accuracy, float16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(half if float16 else net.state_dict(), path)
+    return TrainedFeatures(path, hashlib.sha256(path.read_bytes()).hexdigest(), accuracy, float16)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +43,8 @@ class SampleQuality:
     """The real images compared with, e.g. ``test split of mnist (10000 images)``."""
     settings: str
     seconds: float
+    report: Path | None = field(default=None, compare=False)
+    """Where :func:`genmod.sample_quality` added the figures (not part of them)."""
 
     @property
     def how(self) -> str:
@@ -50,7 +52,9 @@ class SampleQuality:
         return f"{self.features} features, {self.samples} samples vs the {self.reference}{extra}"
 
     def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "how": self.how}
+        figures = {**asdict(self), "how": self.how}
+        del figures["report"]
+        return figures
 
 
 def features_of(network: nn.Module, images: Tensor) -> Tensor:

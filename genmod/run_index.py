@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from genmod import artifacts
-from genmod.errors import DataError, one_line
+from genmod.errors import ConfigError, DataError, one_line
 from genmod.metrics import read_metrics
 
 
@@ -42,6 +42,8 @@ class RunSummary:
     nll_images: int | None = None
     sample_quality: dict[str, Any] = field(default_factory=dict)
     """``eval.json``'s sample-quality figures by metric, each with how it was computed."""
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    """``eval.json`` as written (``{}`` where the run has none)."""
 
     @property
     def kept_epoch(self) -> int:
@@ -54,12 +56,13 @@ class RunSummary:
         return self.nll is not None and self.nll_epoch != self.kept_epoch
 
 
-def summarize(run_dir: Path) -> RunSummary | None:
+def summarize(run_dir: str | Path) -> RunSummary | None:
     """The summary of one run folder, or None if it is not one (it has no config.yaml).
 
     Raises :class:`~genmod.errors.DataError` naming the file of a run folder that cannot be
     read (a damaged config, metrics line or evaluation), so that it is listed as such.
     """
+    run_dir = Path(run_dir)
     config_file = run_dir / artifacts.CONFIG
     if not config_file.is_file():
         return None
@@ -100,6 +103,7 @@ def summarize(run_dir: Path) -> RunSummary | None:
         nll_quantity=str(evaluation.get("quantity", "IS-NLL")),
         nll_images=evaluation.get("images"),
         sample_quality=dict(evaluation.get(artifacts.SAMPLE_QUALITY) or {}),
+        evaluation=evaluation,
     )
 
 
@@ -117,9 +121,13 @@ def _read(path: Path, read: Callable[[Path], _T]) -> _T:
     return value
 
 
-def list_runs(root: Path) -> tuple[list[RunSummary], list[str]]:
+def list_runs(root: str | Path, *, by_monitor: bool = False) -> tuple[list[RunSummary], list[str]]:
     """The summaries of the run folders in ``root`` (and ``root`` itself), and one line for
-    each run folder that cannot be read: one damaged folder never hides the others."""
+    each run folder that cannot be read: one damaged folder never hides the others. In name
+    order, or with ``by_monitor`` the best monitored value first (a sweep's table)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"no runs folder {root}: pass the folder your runs are in (default: runs)")
     summaries, damaged = [], []
     for candidate in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
         try:
@@ -129,4 +137,8 @@ def list_runs(root: Path) -> tuple[list[RunSummary], list[str]]:
             continue
         if summary is not None:
             summaries.append(summary)
+    if by_monitor:
+        summaries.sort(
+            key=lambda s: (s.best_validation is None, s.best_validation or 0.0, s.test_loss or 0.0)
+        )
     return summaries, damaged

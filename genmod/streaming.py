@@ -16,14 +16,14 @@ not stopped; what was trained after that checkpoint is done again.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from genmod.errors import ConfigError
+from genmod.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from streaming import StreamingDataset
@@ -88,6 +88,64 @@ def pack(
     index = {"shape": list(shapes.pop()), "images": counts, "source": source}
     (out / INDEX).write_text(json.dumps(index, indent=2) + "\n")
     return counts
+
+
+def pack_dataset(
+    source: str | Path,
+    out: str | Path,
+    *,
+    root: str | Path | None = None,
+    limit: int | None = None,
+    shard_mb: float = 64.0,
+    plugins: Sequence[str | Path] = (),
+) -> tuple[dict[str, int], tuple[int, ...]]:
+    """Write a registered dataset (``"mnist"``, read from ``root``, default as for a run) or a
+    folder with ``train/`` and ``test/`` image files as shards of about ``shard_mb`` MB into
+    the new folder ``out``, which ``data.name: streaming`` reads; ``limit`` packs the first
+    training images only. Returns the images written per split and their shape. Written into
+    a staging folder renamed at the end: a failed pack leaves no ``out`` behind."""
+    import itertools
+    import os
+    import shutil
+
+    out = Path(out)
+    if out.exists():
+        raise ConfigError(f"{out} already exists: choose a new folder to pack into")
+    if limit is not None and limit < 1 or shard_mb <= 0:
+        raise ConfigError("pack at least one image, into shards of a positive size")
+    folder = Path(source)
+    splits: dict[str, tuple[tuple[int, ...], Iterable[torch.Tensor]]]
+    if folder.is_dir():
+        from genmod.builtins.datasets import image_files
+
+        try:
+            splits = {split: image_files(folder / split) for split in SPLITS}
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot pack {folder}: {exc}") from None
+    else:
+        from genmod.api import registry
+        from genmod.config import DataConfig
+        from genmod.data import resolve_root
+
+        spec = registry(plugins).dataset(str(source))
+        where = Path(root) if root is not None else resolve_root(DataConfig(name=str(source)))[0]
+        splits = {}
+        for split in SPLITS:
+            images = spec.build(where, split, False)
+            if isinstance(images, StreamingImages):
+                raise ConfigError(f"dataset '{source}' is streamed already: pack its source instead")
+            splits[split] = (tuple(images.shape[1:]), iter(images))
+    shape, train = splits["train"]
+    splits["train"] = (shape, itertools.islice(train, limit))
+    staging = out.with_name(f".{out.name}.packing-{os.getpid()}")
+    try:
+        counts = pack(splits, staging, str(source), int(shard_mb * 2**20))
+        staging.rename(out)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot pack {source}: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return counts, shape
 
 
 def read_index(folder: Path) -> dict[str, Any]:

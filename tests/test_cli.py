@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +23,24 @@ def test_help_lists_the_commands():
     assert result.exit_code == 0
     for command in ("list", "run"):
         assert command in result.output
+
+
+def test_the_cli_calls_only_the_public_python_api():
+    """What a command does, a script can do: the CLI imports genmod's facade alone (and the
+    OpenMP start-up, which must run before torch loads)."""
+    import ast
+    import pkgutil
+
+    import genmod
+    import genmod.cli
+
+    tree = ast.parse(Path(genmod.cli.__file__).read_text())
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    modules |= {alias.name for n in ast.walk(tree) if isinstance(n, ast.Import) for alias in n.names}
+    assert {m for m in modules if m and m.startswith("genmod.")} == {"genmod.openmp"}
+    # A public name that were also a submodule's would turn into the module once it is imported.
+    submodules = {m.name for m in pkgutil.iter_modules(genmod.__path__)}
+    assert not set(genmod.__all__) & submodules
 
 
 def test_list_shows_the_reference_model_and_builtins():

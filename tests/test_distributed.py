@@ -40,6 +40,17 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     assert "on cpu, 2 processes (gloo)" in double.stdout and " processes (" not in single.stdout
 
 
+def test_an_error_in_the_processes_of_a_launch_is_one_line_of_the_launcher(tmp_path):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("kept")
+    refused = run("--epochs", 1, "--device", "cpu", "--out", taken, "--nproc", 2)
+    # Rank 0 refuses the folder; rank 1, whose peer is gone, adds no traceback.
+    assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0, refused.stderr
+    assert "not empty" in refused.stderr and "--force" in refused.stderr
+    assert (taken / "notes.txt").read_text() == "kept"
+
+
 @pytest.mark.slow
 def test_distributed_run_resumes_with_the_same_number_of_processes(tmp_path):
     out = tmp_path / "two"

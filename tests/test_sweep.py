@@ -19,7 +19,7 @@ GRID = ("--set", "train.lr=0.01,0.001", "--set", "model.hidden=4,8")
 
 
 def test_a_grid_names_each_run_by_its_values_and_splits_only_between_values():
-    from genmod.sweep import grid
+    from genmod.sweeps import grid
 
     runs = grid(["train.lr=1e-3,3e-4", "train.sample_epochs=[0,10],[5]"])
     assert [r.name for r in runs][:2] == ["lr=1e-3_sample_epochs=-0,10-", "lr=1e-3_sample_epochs=-5-"]

@@ -273,7 +273,7 @@ def test_a_diffusion_model_reports_its_bound_in_bits_per_dim_and_samples_with_dd
         assert drawn.exit_code == 0, drawn.output
     refused = genmod("sample", out, "--option", "sampler=euler")
     (line,) = refused.output.strip().splitlines()
-    assert refused.exit_code == 2 and "--option sampler" in line and "takes sampler, steps" in line
+    assert refused.exit_code == 2 and "sampling option sampler" in line and "takes sampler, steps" in line
 
 
 # Glow ---------------------------------------------------------------------------------------------

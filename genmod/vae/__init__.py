@@ -23,6 +23,7 @@ _EXPORTS = {
     "diagonal_gaussian": "genmod.vae.components",
     "ELBOTerms": "genmod.vae.elbo",
     "kl_term": "genmod.vae.elbo",
+    "new_plugin": "genmod.vae.scaffold",  # the plugin scaffold starts from a VAE prior
 }
 
 __all__ = list(_EXPORTS)
@@ -42,4 +43,5 @@ if TYPE_CHECKING:
     from genmod.vae.config import LatentConfig, VAEConfig
     from genmod.vae.elbo import ELBOTerms, kl_term
     from genmod.vae.model import VAE
+    from genmod.vae.scaffold import new_plugin
     from genmod.vae.specs import ComponentContext

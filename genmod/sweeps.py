@@ -35,6 +35,17 @@ class SweepRun:
     """Its ``--set`` overrides."""
 
 
+@dataclass(frozen=True)
+class Sweep:
+    """What :func:`sweep` trained."""
+
+    folder: Path
+    """The runs' folders are inside, and their logs in ``logs/``."""
+    runs: tuple[SweepRun, ...]
+    failed: int
+    """How many runs failed this time."""
+
+
 def grid(assignments: Sequence[str]) -> list[SweepRun]:
     """The runs of every combination of ``KEY=V1,V2,...`` assignments, in order."""
     axes: list[list[tuple[str, str]]] = []
@@ -69,16 +80,36 @@ def finished(run_dir: Path) -> bool:
 
 def sweep(
     model: str,
-    runs: Sequence[SweepRun],
-    out: Path,
-    parallel: int,
-    extra: Sequence[str],
-    log: Callable[[str], None],
-) -> int:
-    """Train ``runs`` of ``model`` into ``out``, ``parallel`` at a time; ``extra`` are arguments
-    every ``genmod run`` gets (``--epochs``, ``--plugin``, ...). Returns how many failed; a
-    Ctrl-C or SIGTERM is passed to every run (each checkpoints and stops) and raises
-    ``KeyboardInterrupt`` once they have."""
+    axes: Sequence[str],
+    out: str | Path | None = None,
+    *,
+    parallel: int = 1,
+    epochs: int | None = None,
+    device: str | None = None,
+    data_dir: str | Path | None = None,
+    plugins: Sequence[str | Path] = (),
+    trust_plugins: bool = False,
+    log: Callable[[str], None] = print,
+) -> Sweep:
+    """Train every combination of the ``axes`` (``"train.lr=1e-3,3e-4"``, as ``genmod sweep
+    --set`` spells them) of ``model``'s recipe, each run in its own folder under ``out``
+    (default ``sweeps/MODEL``), ``parallel`` at a time with the usable cores divided among
+    them; ``epochs``, ``device``, ``data_dir``, ``plugins`` and ``trust_plugins`` go to every
+    run as to :func:`genmod.train`. A second call continues the unfinished runs and skips the
+    finished ones. A Ctrl-C or SIGTERM is passed to every run (each checkpoints and stops) and
+    raises ``KeyboardInterrupt`` once they have. ``log`` gets a line as each run starts and
+    ends. Returns the sweep's folder, runs and how many failed (their logs are in ``logs/``)."""
+    runs = grid(axes)
+    out = Path(out) if out is not None else Path("sweeps") / model
+    if parallel < 1:
+        raise ConfigError(f"parallel = {parallel}: train at least one run at a time")
+    extra = [
+        *(["--epochs", str(epochs)] if epochs is not None else []),
+        *(["--device", device] if device else []),
+        *(["--data-dir", str(data_dir)] if data_dir else []),
+        *(w for p in plugins for w in ("--plugin", str(p))),
+        *(["--trust-plugins"] if trust_plugins else []),
+    ]
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     threads = max(1, usable_cores() // parallel)
@@ -138,4 +169,4 @@ def sweep(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return failed
+    return Sweep(out, tuple(runs), failed)
