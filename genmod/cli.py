@@ -276,7 +276,8 @@ def plugins_command(
 @_user_errors
 def run(
     model: Annotated[
-        Optional[str], typer.Argument(help="Registered model to train with its shipped recipe.")
+        Optional[str],
+        typer.Argument(help="Registered model to train with its shipped recipe, or a run config YAML file."),
     ] = None,
     config: Annotated[
         Optional[Path], typer.Option("--config", "-c", help="Run config YAML file.", dir_okay=False)

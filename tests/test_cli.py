@@ -104,6 +104,11 @@ def test_config_file_and_typo_hint(tmp_path):
     config.write_text("model:\n  name: mlp-vae\n  latent_dim: 4\ntrain:\n  epoch: 1\n")
     result = genmod("run", "--config", config)
     assert result.exit_code == 2 and "train.epoch" in result.output and "train.epochs" in result.output
+    # The file in place of a model's name is read as the same config.
+    positional = genmod("run", config)
+    assert positional.exit_code == 2 and "train.epochs" in positional.output
+    both = genmod("run", "mlp-vae", "--config", config)
+    assert both.exit_code == 2 and "names its model" in both.output
 
 
 @pytest.mark.slow
