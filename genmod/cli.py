@@ -956,5 +956,5 @@ def main() -> None:
     # Before anything imports torch: libgomp reads the policy when it loads. A training
     # announces itself first, so that two started together see each other.
     training = len(sys.argv) > 1 and sys.argv[1] == "run"
-    choose_wait_policy(announce_training() if training else 0)
+    choose_wait_policy(announce_training() if training else None)
     app()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,14 +89,39 @@ def test_a_training_started_beside_another_waits_passively(tmp_path, monkeypatch
             [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
         )
         (folder / gone.stdout.strip()).touch()  # one that has exited: not counted, cleaned up
-        assert openmp.announce_training() == 1
+        assert openmp.announce_training().trainings == 1
         assert (folder / str(os.getpid())).exists() and not (folder / gone.stdout.strip()).exists()
+        if sys.platform.startswith("linux"):  # where the process's state can be read
+            sleeper.send_signal(signal.SIGSTOP)  # a paused training takes no CPU: not counted
+            deadline = time.monotonic() + 5
+            while openmp._state(sleeper.pid) not in ("T", "t") and time.monotonic() < deadline:
+                time.sleep(0.01)  # the signal is delivered asynchronously
+            assert openmp.announce_training().trainings == 0 and (folder / str(sleeper.pid)).exists()
     finally:
         sleeper.kill()
     for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(openmp.os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # an idle machine
-    assert openmp.choose_wait_policy(other_trainings=1) == "OMP_WAIT_POLICY=PASSIVE"
+    monkeypatch.setattr(openmp, "usable_cores", lambda: 2)
+    assert openmp.choose_wait_policy(openmp.Neighbours(1, 0.0)) == "OMP_WAIT_POLICY=PASSIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert openmp.choose_wait_policy(openmp.Neighbours(0, 1.6)) == "OMP_WAIT_POLICY=PASSIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    # Busy by the 1-minute load average (a job that just ended), idle as measured: spin.
+    monkeypatch.setattr(openmp.os, "getloadavg", lambda: (3.0, 3.0, 3.0))
+    assert openmp.choose_wait_policy(openmp.Neighbours(0, 0.1)) == "GOMP_SPINCOUNT=20000"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's per-CPU counters")
+def test_busy_cores_are_measured_on_the_cores_this_process_may_use():
+    from genmod import openmp
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # started and spinning
+        busy = openmp.busy_cores(0.5)
+    finally:
+        spinner.kill()
+    assert 0.6 < busy <= len(os.sched_getaffinity(0)) + 0.01
 
 
 def test_machine_json_says_how_openmp_threads_waited(tmp_path, monkeypatch):
