@@ -17,6 +17,7 @@ from genmod.vae import _EXPORTS as _VAE_EXPORTS
 # Each public name and the module that defines it.
 _EXPORTS = {
     "train": "genmod.api",
+    "launch": "genmod.api",
     "load": "genmod.api",
     "evaluate": "genmod.api",
     "sample_quality": "genmod.api",
@@ -105,6 +106,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads t
         dataset,
         evaluate,
         export,
+        launch,
         load,
         registry,
         remembered_plugins,

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args, overload
+from typing import TYPE_CHECKING, Any, get_args
 
 import torch
 import yaml
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from genmod.model import GenerativeModel
     from genmod.quality import SampleQuality
     from genmod.runner import Run
+    from genmod.trained import TrainedRun
 
 
 def registry(
@@ -138,7 +139,6 @@ def with_plugins(config: RunConfig, plugins: Sequence[Path]) -> RunConfig:
     return config.model_copy(update={"plugins": files})
 
 
-@overload
 def train(
     config: str | Path | Mapping[str, Any] | RunConfig | None = None,
     *,
@@ -149,36 +149,8 @@ def train(
     trust_plugins: bool = False,
     sets: Sequence[str] = (),
     console: Console | None = None,
-    nproc: None = None,
     **overrides: Any,
-) -> Run: ...
-@overload
-def train(
-    config: str | Path | Mapping[str, Any] | RunConfig | None = None,
-    *,
-    out: str | Path | None = None,
-    resume: str | Path | None = None,
-    force: bool = False,
-    plugins: Sequence[str | Path] = (),
-    trust_plugins: bool = False,
-    sets: Sequence[str] = (),
-    console: Console | None = None,
-    nproc: int,
-    **overrides: Any,
-) -> Run | None: ...
-def train(
-    config: str | Path | Mapping[str, Any] | RunConfig | None = None,
-    *,
-    out: str | Path | None = None,
-    resume: str | Path | None = None,
-    force: bool = False,
-    plugins: Sequence[str | Path] = (),
-    trust_plugins: bool = False,
-    sets: Sequence[str] = (),
-    console: Console | None = None,
-    nproc: int | None = None,
-    **overrides: Any,
-) -> Run | None:
+) -> Run:
     """Train like ``genmod run``, with the same validation, outputs and resume.
 
     ``config`` is a registered model's name (its recipe), a YAML file, a mapping with the
@@ -187,11 +159,7 @@ def train(
     then keywords spelling dotted keys with ``__``: ``train("mlp-vae", train__epochs=2,
     data__limit=1000)``. The progress and summary go to ``console`` (rich; default: the
     terminal). Returns the finished :class:`~genmod.runner.Run` (``.history``, ``.model``,
-    ``.out_dir``, ``.config``).
-
-    ``nproc=N`` trains in N processes of one process group on this machine (distributed data
-    parallel, as ``genmod run --nproc N``) and returns ``None``: the run folder holds the
-    outcome, and a process's error is raised here.
+    ``.out_dir``, ``.config``). :func:`launch` trains in several processes.
 
     A resumed run imports the plugin files it remembers only if this user trained with them
     here and they are unchanged, or with ``trust_plugins=True`` (see :mod:`genmod.trust`).
@@ -199,10 +167,7 @@ def train(
     from genmod.progress import RunReporter
     from genmod.runner import train as run_training
 
-    files = [Path(p) for p in plugins]
-    sets = [*sets, *(f"{key.replace('__', '.')}={json.dumps(value)}" for key, value in overrides.items())]
-    run_dir = None if resume is None else Path(resume)
-    found = registry(files, run=run_dir, trust_plugins=trust_plugins)
+    found, run_config = _configure(config, resume, plugins, trust_plugins, sets, overrides)
     reporter = RunReporter(console)
     if os.environ.get("RANK", "0") == "0":
         for failure in found.failures:  # explicit ones have stopped already
@@ -212,13 +177,32 @@ def train(
                 highlight=False,
                 soft_wrap=True,
             )
-    run_config: RunConfig | Callable[[], RunConfig]
+    out_dir = Path(resume) if resume is not None else (None if out is None else Path(out))
+    return run_training(
+        run_config, found, out_dir=out_dir, resume=resume is not None, force=force, reporter=reporter
+    )
+
+
+def _configure(
+    config: str | Path | Mapping[str, Any] | RunConfig | None,
+    resume: str | Path | None,
+    plugins: Sequence[str | Path],
+    trust_plugins: bool,
+    sets: Sequence[str],
+    overrides: Mapping[str, Any],
+) -> tuple[Registry, RunConfig | Callable[[], RunConfig]]:
+    """The registry and the validated config of :func:`train`'s arguments; for a resumed run
+    in a process of a launch, a function that reads it (see :func:`genmod.runner.train`)."""
+    files = [Path(p) for p in plugins]
+    sets = [*sets, *(f"{key.replace('__', '.')}={json.dumps(value)}" for key, value in overrides.items())]
+    run_dir = None if resume is None else Path(resume)
+    found = registry(files, run=run_dir, trust_plugins=trust_plugins)
     if run_dir is not None:
         read = functools.partial(resolve_run_config, found, run_dir=run_dir, overrides=sets)
         # A process of a launch reads nothing itself: rank 0 reads the folder and hands the
         # config on, so that the other machines of a multi-node run need no copy of it.
-        run_config = read if "WORLD_SIZE" in os.environ else read()
-    elif isinstance(config, (RunConfig, Mapping)):
+        return found, read if "WORLD_SIZE" in os.environ else read()
+    if isinstance(config, (RunConfig, Mapping)):
         run_config = _from_mapping(config.to_dict() if isinstance(config, RunConfig) else config, sets, found)
     elif config is not None and (Path(config).suffix in (".yaml", ".yml") or Path(config).is_file()):
         run_config = resolve_run_config(found, config_file=Path(config), overrides=sets)
@@ -226,36 +210,51 @@ def train(
         run_config = resolve_run_config(found, model=str(config), overrides=sets)
     else:
         raise ConfigError("name a model, a config file or a mapping, or pass resume=RUN_DIR")
-    if run_dir is None:
-        # The run remembers its plugin files, so that eval, sample and --resume load them again.
-        assert not callable(run_config)
-        run_config = with_plugins(run_config, files)
-    if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
-        # The config is valid: each process makes the same call (its config read again).
-        if run_dir is None and out is None:
-            from genmod.runner import default_out_dir
+    # The run remembers its plugin files, so that eval, sample and --resume load them again.
+    return found, with_plugins(run_config, files)
 
-            assert not callable(run_config)
-            out = default_out_dir(run_config.model.name)
-        call = {
-            "config": run_config.to_dict() if run_dir is None and not callable(run_config) else None,
-            "out": None if out is None else str(out),
-            "resume": None if run_dir is None else str(run_dir),
-            "force": force,
-            "plugins": [str(f) for f in files],
-            "trust_plugins": trust_plugins,
-            "sets": sets if run_dir is not None else [],
-        }
-        _launch(call, nproc, Path(str(call["resume"] or call["out"])))
-        return None
-    out_dir = run_dir if run_dir is not None else (None if out is None else Path(out))
-    return run_training(
-        run_config, found, out_dir=out_dir, resume=run_dir is not None, force=force, reporter=reporter
+
+def launch(
+    nproc: int, config: str | Path | Mapping[str, Any] | RunConfig | None = None, **options: Any
+) -> None:
+    """:func:`train` in ``nproc`` processes of one process group on this machine (distributed
+    data parallel, as ``genmod run --nproc N``); ``config`` and ``options`` as for
+    :func:`train`, but ``console`` (the first process prints to the terminal). The config is
+    checked here before any process starts; the run folder holds the outcome, and the first
+    error of a process is raised here, as that process raised it. Under ``torchrun`` (one
+    process of a launch already) it trains in this process."""
+    if nproc < 1:
+        raise ConfigError(f"nproc = {nproc}: train in at least one process")
+    if nproc == 1 or "WORLD_SIZE" in os.environ:
+        train(config, **options)
+        return
+    if "console" in options:
+        raise ConfigError("launch() takes no console: the first process prints to the terminal")
+    named = ("out", "resume", "force", "plugins", "trust_plugins", "sets")
+    call = {key: options.pop(key) for key in named if key in options}
+    _, run_config = _configure(
+        config,
+        call.get("resume"),
+        call.get("plugins", ()),
+        call.get("trust_plugins", False),
+        call.get("sets", ()),
+        options,
     )
+    if call.get("resume") is None:  # a new run: every process gets the config checked here
+        from genmod.runner import default_out_dir
+
+        assert not callable(run_config)
+        call.update(config=run_config.to_dict(), sets=[])
+        call["out"] = call.get("out") or default_out_dir(run_config.model.name)
+    else:  # every process reads the run's own config, with the same overrides
+        given = (f"{key.replace('__', '.')}={json.dumps(value)}" for key, value in options.items())
+        call["sets"] = [*call.get("sets", ()), *given]
+    call = json.loads(json.dumps(call, default=str))  # paths as text, for the processes' argv
+    _launch(call, nproc, Path(call.get("resume") or call["out"]))
 
 
 _ERROR_FILE = "GENMOD_ERROR_FILE"
-"""Where a process of :func:`train` with ``nproc`` writes its error, for the launcher to raise."""
+"""Where a process of :func:`launch` writes its error, for the launcher to raise."""
 
 
 def _launch(call: dict[str, Any], nproc: int, out: Path) -> None:
@@ -264,7 +263,7 @@ def _launch(call: dict[str, Any], nproc: int, out: Path) -> None:
     process raised it."""
     import tempfile
 
-    from genmod.distributed import launch
+    from genmod.distributed import launch as start_processes
 
     with tempfile.TemporaryDirectory(prefix="genmod-launch-") as folder:
         errors = Path(folder)
@@ -274,7 +273,7 @@ def _launch(call: dict[str, Any], nproc: int, out: Path) -> None:
         )
         os.environ[_ERROR_FILE] = str(errors)
         try:
-            code = launch([sys.executable, "-c", worker, json.dumps(call)], nproc)
+            code = start_processes([sys.executable, "-c", worker, json.dumps(call)], nproc)
         except KeyboardInterrupt:
             code = 130  # the launch has stopped the processes; each saved its checkpoint
         finally:
@@ -301,7 +300,7 @@ def _launch(call: dict[str, Any], nproc: int, out: Path) -> None:
 
 
 def _train_in_process() -> None:
-    """One process of :func:`train` with ``nproc``: the launcher's call, its error written
+    """One process of :func:`launch`: the launcher's call to :func:`train`, its error written
     where the launcher reads it. A process that fails because another failed first (its peer
     gone) exits quietly: the first error is the one to show."""
     call = json.loads(sys.argv[1])
@@ -447,30 +446,23 @@ def evaluate(
         raise ConfigError(f"k = {k} is out of range: use 1 to {MAX_K:,} importance samples per image")
     if split not in ("test", "validation", "train"):
         raise ConfigError(f"split must be test, validation or train, not '{split}'")
-    run_dir = None
+    opened = None
     if isinstance(model_or_run, (str, Path)):
-        run_dir = Path(model_or_run)
-        opened = open_run(run_dir, checkpoint, device=device, plugins=plugins, trust_plugins=trust_plugins)
-        found, config, model, epoch, run = (
-            opened.registry,
-            opened.config,
-            opened.model,
-            opened.epoch,
-            opened.run_id,
+        opened = open_run(
+            model_or_run, checkpoint, device=device, plugins=plugins, trust_plugins=trust_plugins
         )
-        name = config.model.name
+        model, name = opened.model, opened.name
     else:
         model, name = model_or_run, type(model_or_run).__name__
         if images is None:
             raise ConfigError("evaluate(model, ...) needs images=; or pass a run folder")
     if not evaluable(model):
         raise ConfigError(f"model '{name}': {no_likelihood(model)}")
+    report_to = None
     if images is None:
-        assert run_dir is not None
-        images = _split(found, config, run_dir, split, data_dir, next(model.parameters()).device)
-        report_to: Path | None = run_dir
-    else:
-        report_to = None
+        assert opened is not None
+        images = _split(opened, split, data_dir, next(model.parameters()).device)
+        report_to = opened
     torch.manual_seed(seed)
     images = images[:limit]
     total = len(images)
@@ -484,8 +476,8 @@ def evaluate(
     )
     if report_to is None:
         return result
-    report = artifacts.evaluation_report(result, config.model.name, epoch, run, split, seed)
-    path = Path(output) if output is not None else artifacts.evaluation_path(report_to, report)[0]
+    report = artifacts.evaluation_report(result, name, report_to.epoch, report_to.run_id, split, seed)
+    path = Path(output) if output is not None else artifacts.evaluation_path(report_to.path, report)[0]
     try:
         artifacts.write_evaluation(report, path)
     except GenmodError as exc:
@@ -536,19 +528,12 @@ def sample_quality(
         raise ConfigError(f"--samples {samples}: the metrics need at least 2 samples")
     if not metrics:
         raise ConfigError("name at least one metric (genmod list --kind evaluator)")
-    run_dir = Path(run)
-    opened = open_run(run_dir, checkpoint, device=device, plugins=plugins, trust_plugins=trust_plugins)
-    found, config, model, epoch, run_name = (
-        opened.registry,
-        opened.config,
-        opened.model,
-        opened.epoch,
-        opened.run_id,
-    )
+    opened = open_run(run, checkpoint, device=device, plugins=plugins, trust_plugins=trust_plugins)
+    config, model = opened.config, opened.model
     scorer = SampleMetrics(
-        found,
+        opened.registry,
         [ComponentRef(name=m) if isinstance(m, str) else m for m in metrics],
-        _split(found, config, run_dir, split, data_dir, torch.device("cpu")),
+        _split(opened, split, data_dir, torch.device("cpu")),
         f"{split} split of {config.data.name}",
         config.data.name,
         features,
@@ -560,8 +545,10 @@ def sample_quality(
     results = scorer.evaluate(
         model, samples, (lambda done: on_progress(done, samples)) if on_progress else lambda done: None
     )
-    figures = {r.metric: {**r.to_dict(), "epoch": epoch, "seed": seed, "run": run_name} for r in results}
-    path = Path(output) if output is not None else artifacts.beside(run_dir, artifacts.EVAL)
+    figures = {
+        r.metric: {**r.to_dict(), "epoch": opened.epoch, "seed": seed, "run": opened.run_id} for r in results
+    }
+    path = Path(output) if output is not None else artifacts.beside(opened.path, artifacts.EVAL)
     try:
         artifacts.add_sample_quality(path, figures)
     except GenmodError as exc:
@@ -570,23 +557,15 @@ def sample_quality(
     return [replace(r, report=path) for r in results]
 
 
-def _split(
-    found: Registry,
-    config: RunConfig,
-    run_dir: Path,
-    split: str,
-    data_dir: str | Path | None,
-    device: torch.device,
-) -> torch.Tensor:
+def _split(opened: TrainedRun, split: str, data_dir: str | Path | None, device: torch.device) -> torch.Tensor:
     """The images of ``split`` a run was trained or tested on, as training saw them (binarized
     once where training binarized each batch), on ``device``."""
-    from genmod.data import binarize_once, load_data
+    from genmod.data import binarize_once
     from genmod.streaming import StreamingImages
 
-    data_config = config.data.model_copy(update={"root": Path(data_dir)} if data_dir else {})
-    data = load_data(found.dataset(data_config.name), data_config, device)
+    data = opened.data(data_dir, device)
     if split == "validation" and data.validation is None:
-        raise ConfigError(f"{run_dir} was trained without data.validation: use --split test or train")
+        raise ConfigError(f"{opened.path} was trained without data.validation: use --split test or train")
     chosen = {"test": data.test, "validation": data.validation, "train": data.train}[split]
     if isinstance(chosen, StreamingImages):
         raise ConfigError("--split train of a streamed dataset is not evaluated: use --split test")

@@ -327,17 +327,18 @@ def run(
         "train.loggers": f"[{', '.join(logger)}]" if logger else None,
     }
     overrides = [*(set_ or []), *(f"{key}={value}" for key, value in shorthands.items() if value is not None)]
-    genmod.train(
-        config or model,
-        out=out,
-        resume=resume,
-        force=force,
-        plugins=_explicit_plugins(plugin),
-        trust_plugins=trust_plugins,
-        sets=overrides,
-        console=console,
-        nproc=nproc,
-    )
+    options: dict[str, Any] = {
+        "out": out,
+        "resume": resume,
+        "force": force,
+        "plugins": _explicit_plugins(plugin),
+        "trust_plugins": trust_plugins,
+        "sets": overrides,
+    }
+    if nproc is not None and nproc > 1:
+        genmod.launch(nproc, config or model, **options)
+    else:
+        genmod.train(config or model, console=console, **options)
 
 
 def _opened(

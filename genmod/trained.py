@@ -43,14 +43,14 @@ class TrainedRun:
         """The registered model's name."""
         return self.config.model.name
 
-    def data(self, root: str | Path | None = None) -> Data:
+    def data(self, root: str | Path | None = None, device: torch.device | None = None) -> Data:
         """The run's dataset (its config's ``data`` section, read from ``root`` if given), on
-        the model's device."""
+        ``device`` (default: the model's)."""
         from genmod.data import load_data
 
         data_config = self.config.data.model_copy(update={"root": Path(root)} if root else {})
-        device = next(self.model.parameters()).device
-        return load_data(self.registry.dataset(data_config.name), data_config, device)
+        where = device if device is not None else next(self.model.parameters()).device
+        return load_data(self.registry.dataset(data_config.name), data_config, where)
 
     def sample(self, n: int, *, seed: int = 0, options: Mapping[str, Any] | None = None) -> torch.Tensor:
         """``n`` images drawn from the model, with its sampling ``options`` (validated by its
