@@ -61,6 +61,8 @@ def test_kid_and_precision_recall_separate_the_data_from_a_collapsed_model(mnist
     data, same = kid.compute(train, test), kid.compute(collapsed, test)
     assert abs(data["kid"]) < 3 * data["kid_se"] + 1e-3 < same["kid"]
     assert prc.compute(train, test)["recall"] > 0.5 > prc.compute(collapsed, test)["recall"]
+    few = kid.compute(train[:500], test)  # as many samples as a subset holds: halved subsets
+    assert few["kid_se"] > 0 and kid.describe().startswith("100 subsets of 250")
 
 
 @pytest.mark.slow

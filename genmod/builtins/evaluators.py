@@ -61,7 +61,9 @@ class KID(Evaluator):
     def compute(self, generated: Tensor, real: Tensor) -> dict[str, float]:
         from torch_fidelity.metric_kid import kid_features_to_metric
 
-        size = self.size = min(self.options.subset_size, len(generated), len(real))
+        # At most half of the smaller set: subsets of all its images would all be the same
+        # subset, and their spread (the standard error) a meaningless zero.
+        size = self.size = min(self.options.subset_size, len(generated) // 2, len(real) // 2)
         result = kid_features_to_metric(
             generated,
             real,
