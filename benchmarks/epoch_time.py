@@ -15,6 +15,10 @@ Every method is run once before timing (compilation, caches). Also prints the ac
 GFLOP/s against this machine's measured float32 and bfloat16 matrix-multiply peaks.
 Run by hand, on an otherwise idle machine:  python benchmarks/epoch_time.py --data-dir ../shared/data
 
+``--device cuda`` prints the same table on a GPU: every loop's model and the images on the
+device (the seed-style loop copies each batch there, as the notebook would), Pythae with
+CUDA, the products' peaks measured on the GPU, each epoch timed to the device's last kernel.
+
 ``--isa avx2`` measures a float32-only CPU (AMD Zen 2/3, Intel before Sapphire Rapids) on a
 machine with AVX-512: it restarts itself with ``ATEN_CPU_CAPABILITY=avx2`` and
 ``ONEDNN_MAX_CPU_ISA=AVX2``, so that ATen's and oneDNN's kernels are the AVX2 ones and genmod's
@@ -77,33 +81,49 @@ class BareVAE(nn.Module):
         return F.binary_cross_entropy_with_logits(out, x, reduction="sum") + kl
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued kernels, so that a timer stops after them."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def bare_epoch(model: BareVAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, generator) -> float:
     start = time.perf_counter()
     for index in torch.randperm(len(images), generator=generator).split(100):
-        loss = model(images[index])
+        loss = model(images[index.to(images.device)])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    synchronize(images.device)
     return time.perf_counter() - start
 
 
-def seed_epoch(model: BareVAE, optimizer: torch.optim.Optimizer, loader: DataLoader) -> float:
+def seed_epoch(
+    model: BareVAE, optimizer: torch.optim.Optimizer, loader: DataLoader, device: torch.device
+) -> float:
     start = time.perf_counter()
     for x, _ in loader:
-        loss = model(x)
+        loss = model(x.to(device))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    synchronize(device)
     return time.perf_counter() - start
 
 
-def genmod_epoch_runner(data_dir: Path, out_dir: Path, **train: object) -> Callable[[], float]:
+def genmod_epoch_runner(
+    data_dir: Path, out_dir: Path, device: torch.device, **train: object
+) -> Callable[[], float]:
     """One more epoch of a ``genmod run mlp-vae`` run each call; returns the epoch's seconds as
     the runner records them (``metrics.jsonl``'s ``seconds``)."""
     registry = load_registry()
-    overrides = [f"data.root={data_dir}", *(f"train.{key}={value}" for key, value in train.items())]
+    overrides = [
+        f"data.root={data_dir}",
+        f"train.device={device.type}",
+        *(f"train.{key}={value}" for key, value in train.items()),
+    ]
     config = resolve_run_config(registry, model="mlp-vae", overrides=overrides)
-    run = Run(config, registry, Topology(), torch.device("cpu"), out_dir, RunReporter(Console(quiet=True)))
+    run = Run(config, registry, Topology(), device, out_dir, RunReporter(Console(quiet=True)))
 
     def epoch() -> float:
         run.config.train.epochs = run.epoch + 1
@@ -113,7 +133,9 @@ def genmod_epoch_runner(data_dir: Path, out_dir: Path, **train: object) -> Calla
     return epoch
 
 
-def pythae_epoch_runner(images: torch.Tensor, out_dir: Path) -> Callable[[], float] | str:
+def pythae_epoch_runner(
+    images: torch.Tensor, out_dir: Path, device: torch.device
+) -> Callable[[], float] | str:
     """One epoch of Pythae's TrainingPipeline on the seed architecture, or why not."""
     try:
         from pythae.models import VAE, VAEConfig
@@ -155,7 +177,7 @@ def pythae_epoch_runner(images: torch.Tensor, out_dir: Path) -> Callable[[], flo
         learning_rate=1e-3,
         per_device_train_batch_size=100,
         per_device_eval_batch_size=100,
-        no_cuda=True,
+        no_cuda=device.type != "cuda",
         steps_saving=None,
     )
     data = images.numpy()
@@ -163,19 +185,22 @@ def pythae_epoch_runner(images: torch.Tensor, out_dir: Path) -> Callable[[], flo
     def epoch() -> float:
         start = time.perf_counter()
         TrainingPipeline(training_config=trainer, model=model)(train_data=data)
+        synchronize(device)
         return time.perf_counter() - start
 
     return epoch
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    """Best GFLOP/s of a square matrix product in ``dtype`` on this machine."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+def matmul_peak(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """Best GFLOP/s of a square matrix product in ``dtype`` on ``device``."""
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
     a @ b
+    synchronize(device)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
 
@@ -189,7 +214,13 @@ def main() -> None:
     parser.add_argument(
         "--isa", choices=("native", "avx2"), default="native", help="avx2: as on a float32-only CPU"
     )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="cuda: the same table on a GPU"
+    )
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: this machine has no CUDA device torch can use")
     if args.isa == "avx2" and os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
         # Both are read when torch loads: set them for a fresh interpreter.
         env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -199,7 +230,7 @@ def main() -> None:
     # The bare loop and Pythae get float32 images, as hand-written code holds them.
     images = as_float(load_registry().dataset("mnist").build(args.data_dir, "train", False))
     torch.manual_seed(0)
-    bare_model, seed_model = BareVAE(), BareVAE(sigmoid_output=True)
+    bare_model, seed_model = BareVAE().to(device), BareVAE(sigmoid_output=True).to(device)
     bare_opt = torch.optim.Adam(bare_model.parameters(), lr=1e-3)
     seed_opt = torch.optim.Adam(seed_model.parameters(), lr=1e-3)
     loader = DataLoader(
@@ -208,15 +239,16 @@ def main() -> None:
         shuffle=True,
     )
     generator = torch.Generator().manual_seed(0)
+    resident = images.to(device)  # as hand-written code holds them: on the device, once
     runs: dict[str, Callable[[], float]] = {
-        "genmod (defaults)": genmod_epoch_runner(args.data_dir, work / "default"),
+        "genmod (defaults)": genmod_epoch_runner(args.data_dir, work / "default", device),
         "genmod (fp32, eager)": genmod_epoch_runner(
-            args.data_dir, work / "fp32", precision="fp32", compile="false"
+            args.data_dir, work / "fp32", device, precision="fp32", compile="false"
         ),
-        "bare fp32 loop": lambda: bare_epoch(bare_model, bare_opt, images, generator),
-        "seed style": lambda: seed_epoch(seed_model, seed_opt, loader),
+        "bare fp32 loop": lambda: bare_epoch(bare_model, bare_opt, resident, generator),
+        "seed style": lambda: seed_epoch(seed_model, seed_opt, loader, device),
     }
-    pythae = pythae_epoch_runner(images, work / "pythae")
+    pythae = pythae_epoch_runner(images, work / "pythae", device)
     if callable(pythae):
         runs["Pythae 0.1.2"] = pythae
     for epoch in runs.values():  # warm-up: compilation, allocator and page caches
@@ -226,7 +258,7 @@ def main() -> None:
         for name, epoch in runs.items():
             best[name] = min(best[name], epoch())
 
-    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    peak32, peak16 = matmul_peak(torch.float32, device), matmul_peak(torch.bfloat16, device)
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of {args.repeats}, "
@@ -234,11 +266,13 @@ def main() -> None:
     )
     from genmod.precision import native_bf16
 
-    print(
-        f"kernels: ATen {torch.backends.cpu.get_cpu_capability()}, oneDNN ISA cap "
-        f"{os.environ.get('ONEDNN_MAX_CPU_ISA', 'none')}; precision auto = "
-        f"{'bf16' if native_bf16(torch.device('cpu')) else 'fp32'}"
+    where = (
+        f"GPU {torch.cuda.get_device_name(device)}"
+        if device.type == "cuda"
+        else f"kernels: ATen {torch.backends.cpu.get_cpu_capability()}, oneDNN ISA cap "
+        f"{os.environ.get('ONEDNN_MAX_CPU_ISA', 'none')}"
     )
+    print(f"{where}; precision auto = {'bf16' if native_bf16(device) else 'fp32'}")
     print(f"matmul peak (2048^2): fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s")
     bare = best["bare fp32 loop"]
     for name, seconds in best.items():

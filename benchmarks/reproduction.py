@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "pretrained"
 TABLE = ROOT / "benchmarks" / "reproduction.md"
-SHIPPED = ("best.pt", "config.yaml", "metrics.jsonl", "eval.json")
+SHIPPED = ("best.pt", "config.yaml", "metrics.jsonl", "machine.json", "eval.json")
 
 # Each row's family, published NLL (nats) and Pythae's reproduction of the same model, where
 # there is one.
