@@ -194,7 +194,7 @@ def _configure(
     """The registry and the validated config of :func:`train`'s arguments; for a resumed run
     in a process of a launch, a function that reads it (see :func:`genmod.runner.train`)."""
     files = [Path(p) for p in plugins]
-    sets = [*sets, *(f"{key.replace('__', '.')}={json.dumps(value)}" for key, value in overrides.items())]
+    sets = [*sets, *_assignments(overrides)]
     run_dir = None if resume is None else Path(resume)
     found = registry(files, run=run_dir, trust_plugins=trust_plugins)
     if run_dir is not None:
@@ -212,6 +212,11 @@ def _configure(
         raise ConfigError("name a model, a config file or a mapping, or pass resume=RUN_DIR")
     # The run remembers its plugin files, so that eval, sample and --resume load them again.
     return found, with_plugins(run_config, files)
+
+
+def _assignments(overrides: Mapping[str, Any]) -> list[str]:
+    """Keyword overrides (``train__epochs=2``) as ``--set`` spells them (``train.epochs=2``)."""
+    return [f"{key.replace('__', '.')}={json.dumps(value)}" for key, value in overrides.items()]
 
 
 def launch(
@@ -247,8 +252,7 @@ def launch(
         call.update(config=run_config.to_dict(), sets=[])
         call["out"] = call.get("out") or default_out_dir(run_config.model.name)
     else:  # every process reads the run's own config, with the same overrides
-        given = (f"{key.replace('__', '.')}={json.dumps(value)}" for key, value in options.items())
-        call["sets"] = [*call.get("sets", ()), *given]
+        call["sets"] = [*call.get("sets", ()), *_assignments(options)]
     call = json.loads(json.dumps(call, default=str))  # paths as text, for the processes' argv
     _launch(call, nproc, Path(call.get("resume") or call["out"]))
 
