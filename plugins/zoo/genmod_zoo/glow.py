@@ -6,10 +6,13 @@ channels leave as latents (the multi-scale architecture of RealNVP). The layers 
 normflows' (``GlowBlock``, ``Squeeze``, ``Merge``, ``MultiscaleFlow``), the library chosen for
 its maintained multi-scale Glow; zuko's flows are for vectors, not images.
 
-A flow is a density over continuous values, so the 8-bit pixels are dequantized: ``y = (k +
-u) / 256 - 1/2`` with ``u`` uniform. ``E_u[-log p(y)] + D log 256`` bounds ``-log P(k)`` from
-above (Jensen), which is what the literature reports in bits per dimension for RealNVP, Glow
-and FFJORD; this model names it the ``dequantized NLL``. Training draws ``u`` once; ``genmod
+A flow is a density over continuous values, so the 8-bit pixels are dequantized: ``v = (k +
+u) / 256`` with ``u`` uniform. ``E_u[-log p(v)] + D log 256`` bounds ``-log P(k)`` from above
+(Jensen), which is what the literature reports in bits per dimension for RealNVP, Glow and
+FFJORD; this model names it the ``dequantized NLL``. With ``logit`` set to ``a`` (RealNVP's and
+MAF's preprocessing), the flow models ``y = logit(a + (1 - 2a) v)`` and ``p(v)`` takes the fixed
+map's log-determinant: MNIST's many black pixels then span a wide interval of ``y`` instead of a
+sliver at the edge of ``[0, 1]``; without it the flow models ``y = v - 1/2``. Training draws ``u`` once; ``genmod
 eval`` averages ``evaluation_draws`` draws per image. The flow computes in float32 whatever
 ``train.precision`` says: its log-determinants and inverses are too sensitive for bfloat16.
 """
@@ -36,6 +39,12 @@ class GlowConfig(ModelConfig):
     blocks: int = Field(8, ge=1, description="Glow steps per scale.")
     hidden: int = Field(128, ge=1, description="Feature maps of each coupling network.")
     evaluation_draws: int = Field(4, ge=1, description="Dequantization draws per image in genmod eval.")
+    logit: float | None = Field(
+        1e-6,
+        gt=0,
+        lt=0.5,
+        description="Model logit(a + (1 - 2a) v) of the pixels v in [0, 1), a = this; null: v - 1/2.",
+    )
 
 
 class Glow(GenerativeModel):
@@ -49,7 +58,7 @@ class Glow(GenerativeModel):
 
         channels, height, width = data_shape
         levels = config.levels
-        self.data_shape, self.draws = data_shape, config.evaluation_draws
+        self.data_shape, self.draws, self.logit = data_shape, config.evaluation_draws, config.logit
         self.evaluation_cost = config.evaluation_draws
         q0, flows, merges = [], [], []
         for i in range(levels):
@@ -87,10 +96,16 @@ class Glow(GenerativeModel):
 
     def _nll(self, x: Tensor) -> Tensor:
         k = torch.round(x.float() * (LEVELS - 1))
-        y = (k + torch.rand_like(k)) / LEVELS - 0.5
+        v = (k + torch.rand_like(k)) / LEVELS
         dims = math.prod(self.data_shape)
         with self._float32(x):
-            nll: Tensor = -self.flow.log_prob(y, None) + dims * math.log(LEVELS)
+            if self.logit is None:
+                return -self.flow.log_prob(v - 0.5, None) + dims * math.log(LEVELS)
+            a = self.logit
+            s = a + (1 - 2 * a) * v
+            # log |dy/dv| of y = logit(s): log(1 - 2a) - log s - log(1 - s), per pixel.
+            log_det = (math.log(1 - 2 * a) - torch.log(s) - torch.log1p(-s)).flatten(1).sum(1)
+            nll: Tensor = -(self.flow.log_prob(torch.logit(s), None) + log_det) + dims * math.log(LEVELS)
         return nll
 
     def loss(self, x: Tensor) -> tuple[Tensor, Bound]:
@@ -104,7 +119,8 @@ class Glow(GenerativeModel):
         device = next(self.parameters()).device
         with torch.autocast(device.type, enabled=False):
             y, _ = self.flow.sample(n)
-        return (torch.floor((y + 0.5) * LEVELS).clamp(0, LEVELS - 1) / (LEVELS - 1)).float()
+        v = y + 0.5 if self.logit is None else (torch.sigmoid(y) - self.logit) / (1 - 2 * self.logit)
+        return (torch.floor(v * LEVELS).clamp(0, LEVELS - 1) / (LEVELS - 1)).float()
 
 
 def build(config: GlowConfig, context: ModelContext) -> Glow:
