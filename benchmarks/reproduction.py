@@ -110,7 +110,11 @@ def table() -> None:
         if "nll" not in evaluation:
             figure = "- (no likelihood)"
         elif evaluation.get("bits_per_dim") is not None:
-            figure = f"**{evaluation['bits_per_dim']:.3f} bits/dim** ({how})"
+            per_dim = evaluation["bits_per_dim"] / evaluation["nll"]  # bits/dim per nat
+            figure = (
+                f"**{evaluation['bits_per_dim']:.3f} ± {evaluation['nll_se'] * per_dim:.3f} bits/dim** "
+                f"({evaluation['nll']:.2f} ± {evaluation['nll_se']:.2f} nats; {how})"
+            )
         else:
             figure = f"**{evaluation['nll']:.2f} ± {evaluation['nll_se']:.2f}** ({how})"
         epoch = evaluation.get(

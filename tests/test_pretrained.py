@@ -18,9 +18,17 @@ PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 SHIPPED = sorted(p for p in PRETRAINED.iterdir() if p.is_dir()) if PRETRAINED.is_dir() else []
 # Epochs of each recipe the suite retrains (3 by default); the HVAE's take 30 s each here, and
 # the IWAE's and VampPrior's compile first, so the suite checks their first and the README gives
-# the 3-epoch command. A PixelCNN epoch takes 14 minutes on a 2-core CPU, a DCGAN's (with its
-# validation FID) 2.5 or more: none in the suite.
-EPOCHS_CHECKED = {"hvae-vampprior": 1, "iwae-k5": 1, "vampprior": 1, "pixelcnn": 0, "dcgan": 0}
+# the 3-epoch command. On a 2-core CPU a PixelCNN epoch takes 14 minutes, a DCGAN's (with its
+# validation FID) 2.5 or more, a Glow's and a diffusion model's about 3: none in the suite.
+EPOCHS_CHECKED = {
+    "hvae-vampprior": 1,
+    "iwae-k5": 1,
+    "vampprior": 1,
+    "pixelcnn": 0,
+    "dcgan": 0,
+    "glow": 0,
+    "diffusion": 0,
+}
 # Images each model samples in the suite: a PixelCNN draws pixel by pixel, 784 network passes.
 SAMPLED = {"pixelcnn": 1}
 
