@@ -5,7 +5,9 @@ Three situations, each for a compiled and an eager run (``train.compile`` true a
 1. alone: one run on an otherwise idle machine;
 2. sweep: two runs started at once on the same cores (what ``genmod sweep --parallel 2`` and a
    user starting two runs do), against the two one after the other;
-3. neighbour: one run beside a CPU-bound neighbour (a busy loop on every usable core).
+3. neighbour: one run beside a CPU-bound neighbour (a busy loop on every usable core);
+4. staggered: a second run started once the first has finished its first epoch (a user
+   starting a run while another trains), against the two one after the other.
 
 Each run trains ``--epochs`` epochs of ``--limit`` MNIST images from the recipe, in its own
 process, as a user would start it. Prints wall times, and the ratio of each shared situation
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from genmod.openmp import usable_cores
@@ -55,7 +58,7 @@ def busy() -> None:
         pass
 
 
-def timed(action) -> float:  # type: ignore[no-untyped-def]
+def timed(action: Callable[[], object]) -> float:
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
@@ -63,19 +66,25 @@ def timed(action) -> float:  # type: ignore[no-untyped-def]
 
 def situations(
     compiled: bool,
-    fresh,
+    fresh: Callable[[], Path],
     args: argparse.Namespace,
     env: dict[str, str],
-    cores: int,  # type: ignore[no-untyped-def]
-) -> tuple[float, float, float, float]:
-    """Seconds: alone, two in turn, two at once, alone beside a busy loop on every core."""
+    cores: int,
+) -> tuple[float, float, float, float, float]:
+    """Seconds: alone, two in turn, two at once, alone beside a busy loop on every core, the
+    second started after the first's first epoch."""
 
     def start() -> subprocess.Popen[bytes]:
         return run(fresh(), compiled, args, env)
 
     wait(start())  # warm caches (inductor's on-disk cache included)
     alone = timed(lambda: wait(start()))
-    sequential = timed(lambda: (wait(start()), wait(start())))
+
+    def in_turn() -> None:
+        wait(start())
+        wait(start())
+
+    sequential = timed(in_turn)
     together = timed(lambda: wait(start(), start()))
     loops = [multiprocessing.Process(target=busy, daemon=True) for _ in range(cores)]
     for loop in loops:
@@ -85,7 +94,19 @@ def situations(
     finally:
         for loop in loops:
             loop.terminate()
-    return alone, sequential, together, beside
+    return alone, sequential, together, beside, timed(lambda: staggered(compiled, fresh, args, env))
+
+
+def staggered(
+    compiled: bool, fresh: Callable[[], Path], args: argparse.Namespace, env: dict[str, str]
+) -> None:
+    out = fresh()
+    first = run(out, compiled, args, env)
+    while not (out / "metrics.jsonl").exists():  # written when its first epoch ends
+        if first.poll() is not None:
+            break
+        time.sleep(0.05)
+    wait(first, run(fresh(), compiled, args, env))
 
 
 def main() -> None:
@@ -115,10 +136,11 @@ def main() -> None:
             rows.append(("compiled" if compiled else "eager", *situations(compiled, fresh, args, env, cores)))
     print(
         f"{'':9} {'alone':>8} {'2 in turn':>10} {'2 at once':>10} {'ratio':>6} {'+ busy loop':>12} {'ratio':>6}"
+        f" {'staggered':>10} {'ratio':>6}"
     )
-    for mode, alone, sequential, together, beside in rows:
+    for mode, alone, sequential, together, beside, later in rows:
         print(f"{mode:9} {alone:7.1f}s {sequential:9.1f}s {together:9.1f}s {together / sequential:6.2f} "
-              f"{beside:11.1f}s {beside / alone:6.2f}")  # fmt: skip
+              f"{beside:11.1f}s {beside / alone:6.2f} {later:9.1f}s {later / sequential:6.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -101,16 +101,66 @@ def announce_training() -> Neighbours:
         return Neighbours(0, busy_cores(SETTLE_S))  # no shared temporary folder: the load alone
     atexit.register(mine.unlink, missing_ok=True)
     busy = busy_cores(SETTLE_S)
-    others = 0
-    for entry in folder.iterdir():
-        if entry == mine or not entry.name.isdigit():
+    return Neighbours(running_trainings(), busy)
+
+
+def running_trainings() -> int:
+    """Other genmod trainings of this user that are running now (stopped ones take no CPU);
+    the files of those that are gone are removed."""
+    folder, others = trainings_dir(), 0
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        if entry.name == str(os.getpid()) or not entry.name.isdigit():
             continue
         state = _state(int(entry.name))
         if state is None:
             entry.unlink(missing_ok=True)
         elif state not in "Tt":  # stopped, by SIGSTOP or a debugger: it takes no CPU
             others += 1
-    return Neighbours(others, busy)
+    return others
+
+
+class ThreadShare:
+    """Divides this process's threads with the genmod trainings running beside it, as they
+    start and stop, unless the user set ``OMP_NUM_THREADS``.
+
+    The wait policy is fixed when torch loads, so a training that started alone keeps its
+    short spin when another starts later; with two threads each on two cores, its barriers then
+    wait for descheduled threads, far beyond a fair share's slowdown (``benchmarks/README.md``).
+    One thread has no barrier to wait at. Call
+    :meth:`adjust` often: it looks at most every ``every`` seconds.
+    """
+
+    def __init__(self, every: float = 2.0) -> None:
+        import torch
+
+        self._pinned = "OMP_NUM_THREADS" in os.environ
+        self._base = min(torch.get_num_threads(), usable_cores())  # torch's choice, alone
+        self._every, self._next = every, 0.0
+
+    def adjust(self) -> int | None:
+        """Set the thread count for the trainings running now; returns it when it changed."""
+        now = time.monotonic()
+        if self._pinned or now < self._next:
+            return None
+        self._next = now + self._every
+        import torch
+
+        threads = max(1, self._base // (1 + running_trainings()))
+        if threads == torch.get_num_threads():
+            return None
+        torch.set_num_threads(threads)
+        return threads
+
+    def restore(self) -> None:
+        """Give back the threads taken away, for what the process does next."""
+        import torch
+
+        if not self._pinned and torch.get_num_threads() != self._base:
+            torch.set_num_threads(self._base)
 
 
 def busy_cores(window: float) -> float:

@@ -43,6 +43,7 @@ from genmod.errors import CheckpointError, ConfigError, GenmodError, PluginError
 from genmod.loggers import Trackers
 from genmod.metrics import EpochRecord, SplitMetrics, write_metrics
 from genmod.model import GenerativeModel
+from genmod.openmp import ThreadShare
 from genmod.optim import Schedule, optimizer_factory
 from genmod.plugins import Registry, check_build_signature
 from genmod.precision import (
@@ -491,6 +492,8 @@ class Run:
             else self.model
         )
         self.scaler = grad_scaler(self.dtype, device)
+        # One process of several has its threads set by the launch; alone, it shares the cores.
+        self.threads = ThreadShare() if device.type == "cpu" and not topology.distributed else None
         self.rules = UpdateRules(train.clip_grad_norm, train.skip_updates_above)
         self.best: Best | None = None
         self.run_id = uuid.uuid4().hex  # a resumed run takes its checkpoint's (restore)
@@ -735,6 +738,8 @@ class Run:
                 return self._fit()
             finally:
                 self.trackers.close()
+                if self.threads is not None:
+                    self.threads.restore()
 
     def _fit(self) -> list[EpochRecord]:
         train = self.config.train
@@ -895,6 +900,8 @@ class Run:
         self.reporter.epoch_done(record, train.epochs)
 
     def _after_step(self) -> None:
+        if self.threads is not None:
+            self.threads.adjust()
         for callback in self.callbacks.values():
             callback.on_step_end(self.model)
 

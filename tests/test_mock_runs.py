@@ -111,6 +111,42 @@ def test_a_training_started_beside_another_waits_passively(tmp_path, monkeypatch
     assert openmp.choose_wait_policy(openmp.Neighbours(0, 0.1)) == "GOMP_SPINCOUNT=20000"
 
 
+def test_a_training_shares_its_threads_with_trainings_started_after_it(tmp_path, monkeypatch):
+    import torch
+
+    from genmod import openmp
+
+    monkeypatch.setattr(openmp.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(openmp, "usable_cores", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    folder = openmp.trainings_dir()
+    folder.mkdir(parents=True)
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: set_to.append(n))
+    set_to: list[int] = []
+    threads = 4
+    share = openmp.ThreadShare(every=0.0)
+    assert share.adjust() is None  # alone: torch's own choice stands
+    later = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) for _ in range(2)]
+    try:
+        (folder / str(later[0].pid)).touch()  # a training started after this one
+        assert share.adjust() == 2 and set_to == [2]
+        threads = 2
+        (folder / str(later[1].pid)).touch()
+        assert share.adjust() == 1
+        threads = 1
+    finally:
+        for process in later:
+            process.kill()
+            process.wait()
+    assert share.adjust() == 4  # both gone: the threads come back
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice is kept
+    threads = 3
+    (folder / str(os.getpid() + 1)).touch()
+    assert openmp.ThreadShare(every=0.0).adjust() is None
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's per-CPU counters")
 def test_busy_cores_are_measured_on_the_cores_this_process_may_use():
     from genmod import openmp
