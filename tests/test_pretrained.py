@@ -31,6 +31,8 @@ EPOCHS_CHECKED = {
 }
 # Images each model samples in the suite: a PixelCNN draws pixel by pixel, 784 network passes.
 SAMPLED = {"pixelcnn": 1}
+# Sampling options: the diffusion model's fast deterministic sampler, on its shipped weights.
+SAMPLE_OPTIONS = {"diffusion": ("--option", "sampler=ddim", "--option", "steps=50")}
 
 
 @pytest.mark.slow
@@ -45,7 +47,8 @@ def test_a_shipped_model_is_small_evaluates_and_samples(folder, tmp_path, data_d
     else:  # a model without a likelihood ships the sample quality of 10,000 samples
         _sample_quality_is_reproduced(copy, shipped)
     n = SAMPLED.get(folder.name, 16)
-    assert genmod("sample", copy, "-n", n, "-o", tmp_path / "samples.png").exit_code == 0
+    options = SAMPLE_OPTIONS.get(folder.name, ())
+    assert genmod("sample", copy, "-n", n, *options, "-o", tmp_path / "samples.png").exit_code == 0
 
 
 def _likelihood_is_reproduced(copy: Path, shipped: dict) -> None:
