@@ -61,9 +61,13 @@ def fingerprint(device: torch.device | None = None) -> dict[str, Any]:
     return found
 
 
-def same_bits(recorded: dict[str, Any], here: dict[str, Any]) -> bool:
-    """Whether a result recorded on ``recorded`` can be expected to repeat bit for bit ``here``."""
-    return all(recorded.get(key) == here.get(key) for key in (*BIT_DECIDING, "gpu"))
+def differences(recorded: dict[str, Any], here: dict[str, Any], epochs: int | None = None) -> list[str]:
+    """What keeps a session recorded as ``recorded`` from repeating bit for bit ``here`` (for
+    its first ``epochs`` epochs; all of them by default): the fingerprint's fields that differ,
+    and a thread count that changed during the session."""
+    differ = [key for key in (*BIT_DECIDING, "gpu") if recorded.get(key) != here.get(key)]
+    changed = [c for c in recorded.get("threads_changed", []) if epochs is None or c["epoch"] <= epochs]
+    return differ + (["threads during the run"] if changed else [])
 
 
 def record(run_dir: Path, from_epoch: int, precision: str, compiled: bool, device: torch.device) -> None:
@@ -85,6 +89,17 @@ def record(run_dir: Path, from_epoch: int, precision: str, compiled: bool, devic
     }
     sessions = [s for s in sessions if s.get("from_epoch", 0) < from_epoch] + [entry]
     path.write_text(json.dumps(sessions, indent=2) + "\n")
+
+
+def note_threads(run_dir: Path, epoch: int, threads: int) -> None:
+    """Record in the running session's entry that its thread count changed to ``threads``
+    during ``epoch`` (genmod.openmp.ThreadShare): reductions split differently from there on,
+    so its bits no longer repeat on a machine that keeps its threads."""
+    sessions = read(run_dir)
+    if not sessions:
+        return
+    sessions[-1].setdefault("threads_changed", []).append({"epoch": epoch, "threads": threads})
+    (run_dir / FILENAME).write_text(json.dumps(sessions, indent=2) + "\n")
 
 
 def read(run_dir: Path) -> list[dict[str, Any]]:

@@ -140,6 +140,21 @@ class ThreadShare:
         self._pinned = "OMP_NUM_THREADS" in os.environ
         self._base = min(torch.get_num_threads(), usable_cores())  # torch's choice, alone
         self._every, self._next = every, 0.0
+        self._announced: Path | None = None
+
+    def start(self) -> None:
+        """Count this process among the running trainings until :meth:`restore`: ``genmod
+        run`` announced it before torch loaded (:func:`announce_training`), a training started
+        from Python (a notebook, ``genmod.train``) is announced here."""
+        mine = trainings_dir() / str(os.getpid())
+        try:
+            if mine.exists():
+                return
+            mine.parent.mkdir(parents=True, exist_ok=True)
+            mine.touch()
+        except OSError:
+            return
+        self._announced = mine
 
     def adjust(self) -> int | None:
         """Set the thread count for the trainings running now; returns it when it changed."""
@@ -156,11 +171,15 @@ class ThreadShare:
         return threads
 
     def restore(self) -> None:
-        """Give back the threads taken away, for what the process does next."""
+        """Give back the threads taken away, for what the process does next, and withdraw the
+        announcement :meth:`start` made."""
         import torch
 
         if not self._pinned and torch.get_num_threads() != self._base:
             torch.set_num_threads(self._base)
+        if self._announced is not None:
+            self._announced.unlink(missing_ok=True)
+            self._announced = None
 
 
 def busy_cores(window: float) -> float:

@@ -734,6 +734,8 @@ class Run:
                 config = self.config.to_dict()
                 for line in self.trackers.open(self.out_dir, config, _flat(config)):
                     self.reporter.note(line)
+            if self.threads is not None:
+                self.threads.start()
             try:
                 return self._fit()
             finally:
@@ -900,8 +902,8 @@ class Run:
         self.reporter.epoch_done(record, train.epochs)
 
     def _after_step(self) -> None:
-        if self.threads is not None:
-            self.threads.adjust()
+        if self.threads is not None and (threads := self.threads.adjust()) is not None:
+            machine.note_threads(self.out_dir, self.epoch + 1, threads)
         for callback in self.callbacks.values():
             callback.on_step_end(self.model)
 

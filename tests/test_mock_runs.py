@@ -147,6 +147,42 @@ def test_a_training_shares_its_threads_with_trainings_started_after_it(tmp_path,
     assert openmp.ThreadShare(every=0.0).adjust() is None
 
 
+@pytest.mark.skipif(torch.get_num_threads() < 2, reason="one thread has nothing to share")
+def test_a_training_beside_another_trains_on_its_share_says_so_and_gives_the_threads_back(
+    tmp_path, monkeypatch
+):
+    from genmod import openmp
+
+    monkeypatch.setattr(openmp.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    alone = torch.get_num_threads()
+    folder = openmp.trainings_dir()
+    folder.mkdir(parents=True)
+    seen: list[set[str]] = []  # the trainings announced, at each step
+    adjust = openmp.ThreadShare.adjust
+
+    def adjust_and_look(share: openmp.ThreadShare) -> int | None:
+        seen.append({p.name for p in folder.iterdir()})
+        return adjust(share)
+
+    monkeypatch.setattr(openmp.ThreadShare, "adjust", adjust_and_look)
+    neighbour = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (folder / str(neighbour.pid)).touch()  # another training, running
+        out = tmp_path / "mock"
+        assert run("--out", out, "--epochs", 1).exit_code == 0  # in this process, as from Python
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+    (session,) = json.loads((out / "machine.json").read_text())
+    # Its reductions split differently from there on: its bits repeat only where threads did.
+    assert session["threads_changed"] == [{"epoch": 1, "threads": alone // 2}]
+    assert torch.get_num_threads() == alone
+    # Counted by the others while it trained (not only `genmod run`'s process), not after.
+    assert seen and all(str(os.getpid()) in names for names in seen)
+    assert not (folder / str(os.getpid())).exists()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's per-CPU counters")
 def test_busy_cores_are_measured_on_the_cores_this_process_may_use():
     from genmod import openmp
@@ -166,6 +202,17 @@ def test_machine_json_says_how_openmp_threads_waited(tmp_path, monkeypatch):
     assert run("--out", out, "--epochs", 1).exit_code == 0
     (session,) = json.loads((out / "machine.json").read_text())
     assert session["openmp"]["GOMP_SPINCOUNT"] == "20000"
+
+
+def test_bits_are_expected_to_repeat_only_where_the_fingerprint_and_threads_held():
+    from genmod import machine
+
+    here = machine.fingerprint()
+    assert machine.differences(dict(here), here) == []
+    assert machine.differences({**here, "threads": here["threads"] + 1}, here) == ["threads"]
+    changed = {**here, "threads_changed": [{"epoch": 4, "threads": 1}]}
+    assert machine.differences(changed, here, epochs=3) == []  # the first three came before
+    assert machine.differences(changed, here) == ["threads during the run"]
 
 
 @pytest.mark.parametrize(
