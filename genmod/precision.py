@@ -87,14 +87,40 @@ def compile_wanted(setting: Compile, work: int, threshold: int) -> bool:
 
 
 @functools.cache
-def _leave_out_of_graphs() -> None:
+def _before_first_compilation() -> None:
     """Mark what compiled graphs must call instead of tracing: the warm-up ramp, whose value
-    changes every step. Done at the first compilation, not at import: ``torch.compiler.disable``
-    imports torch._dynamo, which would add a second to every ``genmod list``."""
+    changes every step; and keep kernels apart by instruction set. Done at the first
+    compilation, not at import: ``torch.compiler.disable`` imports torch._dynamo, which would
+    add a second to every ``genmod list``."""
     TrainingProgress._ramp = torch.compiler.disable(TrainingProgress._ramp)  # type: ignore[method-assign]
+    separate_kernel_caches()
     # Building the CPU kernels warns "No CUDA runtime is found" wherever a CUDA toolkit lies
     # on disk without a GPU: nothing is wrong, and nothing for a user to do.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+
+
+def kernel_cache_dir() -> str:
+    """Where inductor keeps this process's compiled kernels: its per-user folder, one for each
+    vector instruction set ATen dispatches to (``ATEN_CPU_CAPABILITY`` can lower it).
+
+    Inductor's on-disk caches do not keep kernels built under one capability apart from those
+    built under another: on one machine, a run with ``ATEN_CPU_CAPABILITY=avx2`` after a native
+    one (``benchmarks/epoch_time.py --isa avx2``) trained the conv VAE to a NaN loss at its first
+    step, and the reverse order corrupted the heap; with a folder each, both were right."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    return f"{default_cache_dir()}-{torch.backends.cpu.get_cpu_capability().lower()}"
+
+
+def separate_kernel_caches() -> None:
+    """Point inductor at :func:`kernel_cache_dir`, unless the user chose a folder; call it
+    before the process's first compilation."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    # Loading inductor sets TORCHINDUCTOR_CACHE_DIR to its default: that is not a choice.
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if chosen is None or os.path.abspath(chosen) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = kernel_cache_dir()
 
 
 def _inductor_options(device: torch.device) -> dict[str, str | int | bool | Callable[..., Any]]:
@@ -108,12 +134,12 @@ def _inductor_options(device: torch.device) -> dict[str, str | int | bool | Call
 
 def compiled(function: _F, device: torch.device) -> _F:
     """``torch.compile`` of ``function``, which runs on ``device``, with genmod's options."""
-    _leave_out_of_graphs()
+    _before_first_compilation()
     return torch.compile(function, options=_inductor_options(device))  # type: ignore[return-value]
 
 
 def compile_module(module: torch.nn.Module) -> None:
     """Compile ``module``'s forward in place: its class, attributes and state-dict keys stay."""
-    _leave_out_of_graphs()
+    _before_first_compilation()
     device = next(module.parameters(), torch.empty(0)).device
     module.compile(options=_inductor_options(device))

@@ -51,3 +51,31 @@ def test_every_precision_setting_names_the_arithmetic_its_reports_show():
     assert [grad_scaler(autocast_dtype(s, cpu), cpu).is_enabled() for s in settings] == [
         s == "fp16" for s in settings
     ]
+
+
+@pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() == "DEFAULT", reason="no vector instruction set to lower"
+)
+def test_kernels_built_for_another_instruction_set_are_kept_apart_and_a_chosen_folder_kept(
+    tmp_path, monkeypatch
+):
+    import os
+    import subprocess
+    import sys
+
+    from genmod.precision import kernel_cache_dir, separate_kernel_caches
+
+    # A lowered instruction set reusing the native one's kernels computed NaN (genmod.precision).
+    script = "import os, genmod.precision as p; p.separate_kernel_caches(); print(os.environ['TORCHINDUCTOR_CACHE_DIR'])"
+    environ = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    lowered = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**environ, "ATEN_CPU_CAPABILITY": "default"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert lowered.endswith("-default") and lowered != kernel_cache_dir()
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    separate_kernel_caches()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path)
