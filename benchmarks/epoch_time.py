@@ -6,6 +6,9 @@ images), four ways, interleaved in one process, best of ``--repeats``.
    and ``train.compile`` auto) and, for comparison, with both forced to fp32 and eager.
 2. bare loop: a hand-written float32 PyTorch loop of the correct VAE over the same in-memory
    tensor (training only): BCE-with-logits + analytic KL, Adam.
+   compiled fp32 loop: the same loop with the model compiled (``torch.compile``) and Adam's
+   fused kernel: what any loop of these layers gets from the kernels genmod uses, without a
+   runner around them (so the gap to it is genmod's own cost, test pass included).
 3. seed style: the seed notebook's ``DataLoader(MNIST(transform=ToTensor()))`` with a sigmoid
    decoder and ``F.binary_cross_entropy``.
 4. Pythae 0.1.2's ``TrainingPipeline`` with the seed architecture (``pip install
@@ -47,6 +50,7 @@ from genmod.config_loader import resolve_run_config
 from genmod.data import as_float
 from genmod.distributed import Topology
 from genmod.plugins import load_registry
+from genmod.precision import separate_kernel_caches
 from genmod.progress import RunReporter
 from genmod.runner import Run
 
@@ -226,12 +230,16 @@ def main() -> None:
         env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
         os.execve(sys.executable, [sys.executable, *sys.argv], env)
     work = Path(tempfile.mkdtemp(prefix="genmod-epoch-time-"))
+    separate_kernel_caches()  # --isa avx2 must not reuse the native run's kernels
 
     # The bare loop and Pythae get float32 images, as hand-written code holds them.
     images = as_float(load_registry().dataset("mnist").build(args.data_dir, "train", False))
     torch.manual_seed(0)
     bare_model, seed_model = BareVAE().to(device), BareVAE(sigmoid_output=True).to(device)
     bare_opt = torch.optim.Adam(bare_model.parameters(), lr=1e-3)
+    compiled_model = BareVAE().to(device)
+    compiled_opt = torch.optim.Adam(compiled_model.parameters(), lr=1e-3, fused=True)
+    compiled_model.compile()
     seed_opt = torch.optim.Adam(seed_model.parameters(), lr=1e-3)
     loader = DataLoader(
         datasets.MNIST(str(args.data_dir), train=True, transform=transforms.ToTensor()),
@@ -246,6 +254,7 @@ def main() -> None:
             args.data_dir, work / "fp32", device, precision="fp32", compile="false"
         ),
         "bare fp32 loop": lambda: bare_epoch(bare_model, bare_opt, resident, generator),
+        "compiled fp32 loop": lambda: bare_epoch(compiled_model, compiled_opt, resident, generator),
         "seed style": lambda: seed_epoch(seed_model, seed_opt, loader, device),
     }
     pythae = pythae_epoch_runner(images, work / "pythae", device)
@@ -283,9 +292,15 @@ def main() -> None:
     if not callable(pythae):
         print(f"{'Pythae 0.1.2':>21}: skipped ({pythae})")
     genmod = best["genmod (defaults)"]
-    print(f"genmod speed-up over the bare fp32 loop: {bare / genmod:.2f}x (target >= 1.6)")
+    # The targets per kind of machine (#26): lower on a CPU without native bfloat16.
+    fast = device.type == "cuda" or native_bf16(device)
+    over_bare, over_pythae = (1.6, 2.0) if fast else (1.25, 1.6)
+    print(f"genmod speed-up over the bare fp32 loop: {bare / genmod:.2f}x (target >= {over_bare})")
     if "Pythae 0.1.2" in best:
-        print(f"genmod speed-up over Pythae 0.1.2:       {best['Pythae 0.1.2'] / genmod:.2f}x (target >= 2)")
+        print(
+            f"genmod speed-up over Pythae 0.1.2:       {best['Pythae 0.1.2'] / genmod:.2f}x "
+            f"(target >= {over_pythae})"
+        )
 
 
 if __name__ == "__main__":
