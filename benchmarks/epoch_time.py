@@ -209,6 +209,16 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, size: int = 2048, repe
     return 2 * size**3 / best / 1e9
 
 
+def as_float32_only_cpu() -> None:
+    """Restart this script with ATen's and oneDNN's AVX2 kernels (``--isa avx2``), and its
+    compiled kernels kept apart from native ones."""
+    if os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
+        # Both are read when torch loads: set them for a fresh interpreter.
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    separate_kernel_caches()  # never the native run's cached kernels (genmod.precision)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -225,12 +235,9 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: this machine has no CUDA device torch can use")
-    if args.isa == "avx2" and os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
-        # Both are read when torch loads: set them for a fresh interpreter.
-        env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    if args.isa == "avx2":
+        as_float32_only_cpu()
     work = Path(tempfile.mkdtemp(prefix="genmod-epoch-time-"))
-    separate_kernel_caches()  # --isa avx2 must not reuse the native run's kernels
 
     # The bare loop and Pythae get float32 images, as hand-written code holds them.
     images = as_float(load_registry().dataset("mnist").build(args.data_dir, "train", False))
