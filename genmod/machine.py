@@ -73,7 +73,6 @@ def differences(recorded: dict[str, Any], here: dict[str, Any], epochs: int | No
 def record(run_dir: Path, from_epoch: int, precision: str, compiled: bool, device: torch.device) -> None:
     """Append this session's fingerprint to ``run_dir/machine.json`` (a list, one entry per start
     or resume, each saying from which epoch on it computed)."""
-    path = run_dir / FILENAME
     sessions = read(run_dir)
     entry = {
         "from_epoch": from_epoch,
@@ -87,8 +86,7 @@ def record(run_dir: Path, from_epoch: int, precision: str, compiled: bool, devic
             if k in os.environ
         },
     }
-    sessions = [s for s in sessions if s.get("from_epoch", 0) < from_epoch] + [entry]
-    path.write_text(json.dumps(sessions, indent=2) + "\n")
+    _write(run_dir, [s for s in sessions if s.get("from_epoch", 0) < from_epoch] + [entry])
 
 
 def note_threads(run_dir: Path, epoch: int, threads: int) -> None:
@@ -99,6 +97,10 @@ def note_threads(run_dir: Path, epoch: int, threads: int) -> None:
     if not sessions:
         return
     sessions[-1].setdefault("threads_changed", []).append({"epoch": epoch, "threads": threads})
+    _write(run_dir, sessions)
+
+
+def _write(run_dir: Path, sessions: list[dict[str, Any]]) -> None:
     (run_dir / FILENAME).write_text(json.dumps(sessions, indent=2) + "\n")
 
 

@@ -1,6 +1,7 @@
 """Two processes on the CPU (gloo) follow the single-process run with the same global batch."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,15 +23,28 @@ def run(*args):
     )
 
 
-@pytest.mark.slow
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
-    common = ("--epochs", 2, "--set", "data.limit=3000", "--set", "train.batch_size=100", "--device", "cpu")
-    single = run(*common, "--out", tmp_path / "one")
-    assert single.returncode == 0, single.stderr
-    double = run(*common, "--out", tmp_path / "two", "--nproc", 2)
-    assert double.returncode == 0, double.stderr
+COMMON = ("--epochs", 2, "--set", "data.limit=3000", "--set", "train.batch_size=100", "--device", "cpu")
 
-    one, two = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+
+@pytest.fixture(scope="module")
+def launched(
+    tmp_path_factory: pytest.TempPathFactory, data_dir: Path
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """COMMON in two processes: its folder and what the launch printed (shared by the tests
+    below; set up before the per-test isolation, so it names the data folder itself)."""
+    out = tmp_path_factory.mktemp("distributed") / "two"
+    done = run(*COMMON, "--data-dir", data_dir, "--out", out, "--nproc", 2)
+    assert done.returncode == 0, done.stderr
+    return out, done
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_with_the_same_global_batch(launched, tmp_path):
+    single = run(*COMMON, "--out", tmp_path / "one")
+    assert single.returncode == 0, single.stderr
+    folder, double = launched
+
+    one, two = metrics(tmp_path / "one"), metrics(folder)
     assert len(two) == 2  # rank 0 alone wrote the metrics
     for a, b in zip(one, two, strict=True):
         for key in ("train", "test"):
@@ -52,19 +66,18 @@ def test_an_error_in_the_processes_of_a_launch_is_one_line_of_the_launcher(tmp_p
 
 
 @pytest.mark.slow
-def test_distributed_run_resumes_with_the_same_number_of_processes(tmp_path):
+def test_distributed_run_resumes_with_the_same_number_of_processes(launched, tmp_path):
     out = tmp_path / "two"
-    common = ("--set", "data.limit=2000", "--device", "cpu", "--nproc", 2)
-    assert run("--epochs", 1, "--out", out, *common).returncode == 0
+    shutil.copytree(launched[0], out)  # the shared run stays as it is
     resumed = subprocess.run(
-        [sys.executable, "-m", "genmod", "run", "--resume", str(out), "--epochs", "2", "--nproc", "2"],
+        [sys.executable, "-m", "genmod", "run", "--resume", str(out), "--epochs", "3", "--nproc", "2"],
         capture_output=True,
         text=True,
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert [row["epoch"] for row in losses(out)] == [1, 2]
+    assert [row["epoch"] for row in losses(out)] == [1, 2, 3]
     alone = subprocess.run(
-        [sys.executable, "-m", "genmod", "run", "--resume", str(out), "--epochs", "3"],
+        [sys.executable, "-m", "genmod", "run", "--resume", str(out), "--epochs", "4"],
         capture_output=True,
         text=True,
     )

@@ -216,6 +216,15 @@ def assert_same_run(a: Path, b: Path) -> None:
 RUN = ("run", "mlp-vae", "--epochs", 3, "--set", "data.limit=20000", "--device", "cpu")
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """The folder of RUN never stopped (shared: each signal test compares with it). Set up
+    before the per-test isolation (conftest), so it names the data folder itself."""
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    assert cli(*RUN, "--data-dir", data_dir, "--out", out).wait() == 0
+    return out
+
+
 def start_into_second_epoch(out: Path) -> subprocess.Popen:
     """Start the 3-epoch run and return once it is a little way past its first checkpoint."""
     process = cli(*RUN, "--out", out)
@@ -227,22 +236,20 @@ def start_into_second_epoch(out: Path) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert cli(*RUN, "--out", whole).wait() == 0
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(uninterrupted, tmp_path):
+    killed = tmp_path / "killed"
     process = start_into_second_epoch(killed)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert checkpoint_epoch(killed / "checkpoint.pt") < 3
     resumed = cli("run", "--resume", killed)
     assert resumed.wait() == 0, resumed.stderr.read()
-    assert_same_run(whole, killed)
+    assert_same_run(uninterrupted, killed)
 
 
 @pytest.mark.slow
-def test_sigterm_checkpoints_mid_epoch_and_prints_the_resume_command(tmp_path):
-    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
-    assert cli(*RUN, "--out", whole).wait() == 0
+def test_sigterm_checkpoints_mid_epoch_and_prints_the_resume_command(uninterrupted, tmp_path):
+    stopped = tmp_path / "stopped"
     process = start_into_second_epoch(stopped)
     process.send_signal(signal.SIGTERM)
     assert process.wait() == 130
@@ -252,7 +259,7 @@ def test_sigterm_checkpoints_mid_epoch_and_prints_the_resume_command(tmp_path):
     assert state["position"] is not None or state["epoch"] == 3  # stopped inside an epoch, as asked
     resumed = cli("run", "--resume", stopped)
     assert resumed.wait() == 0, resumed.stderr.read()
-    assert_same_run(whole, stopped)
+    assert_same_run(uninterrupted, stopped)
 
 
 @pytest.mark.slow

@@ -33,6 +33,21 @@ def packed(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     return out
 
 
+# Two processes train two epochs on the packed shards, checkpointing every 7 steps.
+STREAMED = ("mlp-vae", "--epochs", 2, "--device", "cpu", "--nproc", 2, "--set", "data.name=streaming",
+            "--set", "train.checkpoint_every=7")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def streamed(packed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of an uninterrupted STREAMED run (shared: the slow tests compare with it)."""
+    out = tmp_path_factory.mktemp("streamed") / "run"
+    done = run(*STREAMED, "--data-dir", packed, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert "2 processes" in done.stdout
+    return out
+
+
 def run(*args: object) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "genmod", "run", *map(str, args)],
@@ -73,31 +88,24 @@ def test_streaming_refuses_what_needs_the_training_images_in_memory(packed, tmp_
 
 
 @pytest.mark.slow
-def test_a_packed_set_trains_with_two_processes_like_the_same_images_in_memory(packed, tmp_path):
-    common = ("mlp-vae", "--epochs", 2, "--device", "cpu", "--nproc", 2)
-    streamed = run(*common, "--set", "data.name=streaming", "--data-dir", packed, "--out", tmp_path / "s")
-    assert streamed.returncode == 0, streamed.stderr
-    in_memory = run(*common, "--set", f"data.limit={IMAGES}", "--out", tmp_path / "m")
+def test_a_packed_set_trains_with_two_processes_like_the_same_images_in_memory(streamed, tmp_path):
+    in_memory = run("mlp-vae", "--epochs", 2, "--device", "cpu", "--nproc", 2, "--set", f"data.limit={IMAGES}",
+                    "--out", tmp_path / "m")  # fmt: skip
     assert in_memory.returncode == 0, in_memory.stderr
-    assert "2 processes" in streamed.stdout
-    for a, b in zip(metrics(tmp_path / "s"), metrics(tmp_path / "m"), strict=True):
+    for a, b in zip(metrics(streamed), metrics(tmp_path / "m"), strict=True):
         for split in ("train", "test"):  # another order of the same images: equal within noise
             assert abs(a[split]["loss"] - b[split]["loss"]) / b[split]["loss"] < 0.03, (split, a, b)
-    assert metrics(tmp_path / "s")[1]["train"]["loss"] < metrics(tmp_path / "s")[0]["train"]["loss"]
+    assert metrics(streamed)[1]["train"]["loss"] < metrics(streamed)[0]["train"]["loss"]
 
 
 @pytest.mark.slow
-def test_a_streamed_run_killed_mid_epoch_resumes_at_the_same_sample(packed, tmp_path):
+def test_a_streamed_run_killed_mid_epoch_resumes_at_the_same_sample(packed, streamed, tmp_path):
     """Killed right after a mid-epoch checkpoint, the resumed run's losses are those of the
     run that was never stopped: it went on from the very sample it had reached."""
-    common = ["mlp-vae", "--epochs", 2, "--device", "cpu", "--nproc", 2, "--set", "data.name=streaming"]
-    common += ["--data-dir", packed, "--set", "train.checkpoint_every=7"]
-    whole = run(*common, "--out", tmp_path / "whole")
-    assert whole.returncode == 0, whole.stderr
-
     out = tmp_path / "killed"
+    command = [sys.executable, "-m", "genmod", "run", *map(str, STREAMED), "--data-dir", str(packed)]
     launch = subprocess.Popen(
-        [sys.executable, "-m", "genmod", "run", *map(str, common), "--out", str(out)],
+        [*command, "--out", str(out)],
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -119,4 +127,4 @@ def test_a_streamed_run_killed_mid_epoch_resumes_at_the_same_sample(packed, tmp_
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming mlp-vae from epoch 1" in resumed.stdout
-    assert losses(out) == losses(tmp_path / "whole")
+    assert losses(out) == losses(streamed)
