@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -102,13 +103,17 @@ class Schedule:
         """After an epoch; ``monitored`` (``train.monitor``'s value, ``None`` on epochs without
         an evaluation) feeds the plateau schedule."""
         self.epochs += 1
-        if self.warmup is not None and self.epochs <= self.warmup_epochs:
-            self.warmup.step()
-        elif isinstance(self.main, lr_scheduler.ReduceLROnPlateau):
-            if monitored is not None:
-                self.main.step(monitored)
-        elif self.main is not None:
-            self.main.step()
+        with warnings.catch_warnings():
+            # torch warns when no optimizer step came first; an epoch whose every update was
+            # skipped (train.skip_updates_above) still counts for an epoch-wise schedule.
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step")
+            if self.warmup is not None and self.epochs <= self.warmup_epochs:
+                self.warmup.step()
+            elif isinstance(self.main, lr_scheduler.ReduceLROnPlateau):
+                if monitored is not None:
+                    self.main.step(monitored)
+            elif self.main is not None:
+                self.main.step()
 
     def state_dict(self) -> dict[str, Any]:
         return {
