@@ -1,7 +1,7 @@
 """Seconds per training epoch of genmod's convolutional models with their weights in PyTorch's
 default (contiguous, NCHW) layout and in channels-last (NHWC), interleaved in one process,
-median of ``--repeats``: whether the channels-last layout oneDNN's convolutions prefer is worth
-making a default (#26 asks for it on CPUs without bfloat16).
+median of ``--repeats``: what ``train.memory_format: auto`` chooses from (#26 asks for
+channels-last on CPUs without bfloat16).
 
 Each model is built by genmod's runner from its registered defaults with ``data.limit`` images,
 and ``genmod.training.train_epoch`` is timed (the training steps alone, no evaluation), eager
@@ -28,11 +28,10 @@ from rich.console import Console
 from genmod.config_loader import resolve_run_config
 from genmod.distributed import Topology
 from genmod.plugins import load_registry
+from genmod.precision import LAYOUTS
 from genmod.progress import RunReporter
 from genmod.runner import Run
 from genmod.training import train_epoch
-
-LAYOUTS = {"contiguous": torch.contiguous_format, "channels-last": torch.channels_last}
 
 
 def epoch_runner(model: str, layout: str, compiled: bool, args: argparse.Namespace) -> Callable[[], float]:
@@ -43,12 +42,11 @@ def epoch_runner(model: str, layout: str, compiled: bool, args: argparse.Namespa
         "train.device=cpu",
         f"train.precision={args.precision}",
         f"train.compile={str(compiled).lower()}",
+        f"train.memory_format={layout}",
     ]
     config = resolve_run_config(registry, model=model, overrides=overrides)
     out = Path(tempfile.mkdtemp(prefix="genmod-conv-layout-")) / "run"
     run = Run(config, registry, Topology(), torch.device("cpu"), out, RunReporter(Console(quiet=True)))
-    # In place: the optimizer holds these same parameters.
-    run.model.to(memory_format=LAYOUTS[layout])
     generator = torch.Generator().manual_seed(0)
 
     def epoch() -> float:

@@ -64,13 +64,18 @@ def fingerprint(device: torch.device | None = None) -> dict[str, Any]:
 def differences(recorded: dict[str, Any], here: dict[str, Any], epochs: int | None = None) -> list[str]:
     """What keeps a session recorded as ``recorded`` from repeating bit for bit ``here`` (for
     its first ``epochs`` epochs; all of them by default): the fingerprint's fields that differ,
-    and a thread count that changed during the session."""
+    the weights' layout, and a thread count that changed during the session."""
     differ = [key for key in (*BIT_DECIDING, "gpu") if recorded.get(key) != here.get(key)]
+    # A session recorded before genmod chose layouts computed contiguous.
+    if recorded.get("memory_format", "contiguous") != here.get("memory_format", "contiguous"):
+        differ.append("memory_format")
     changed = [c for c in recorded.get("threads_changed", []) if epochs is None or c["epoch"] <= epochs]
     return differ + (["threads during the run"] if changed else [])
 
 
-def record(run_dir: Path, from_epoch: int, precision: str, compiled: bool, device: torch.device) -> None:
+def record(
+    run_dir: Path, from_epoch: int, precision: str, compiled: bool, layout: str, device: torch.device
+) -> None:
     """Append this session's fingerprint to ``run_dir/machine.json`` (a list, one entry per start
     or resume, each saying from which epoch on it computed)."""
     sessions = read(run_dir)
@@ -79,6 +84,7 @@ def record(run_dir: Path, from_epoch: int, precision: str, compiled: bool, devic
         **fingerprint(device),
         "precision": precision,
         "compiled": compiled,
+        "memory_format": layout,
         # How OpenMP threads waited (genmod.openmp): it decides speed on shared cores, not bits.
         "openmp": {
             k: os.environ[k]

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from genmod.config import Compile, Precision
+from genmod.config import Compile, MemoryFormat, Precision
 from genmod.model import TrainingProgress
 
 # Compiling the reference model takes seconds (less with inductor's on-disk cache) and saves
@@ -62,6 +62,22 @@ def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | 
     if precision == "auto":
         precision = "bf16" if native_bf16(device) else "fp32"
     return DTYPES[precision]
+
+
+LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def memory_format(
+    setting: MemoryFormat, model: torch.nn.Module, dtype: torch.dtype | None, device: torch.device
+) -> str:
+    """The layout ``train.memory_format`` gives ``model``'s weights. ``auto`` is channels-last for
+    a model with convolution weights that computes in float32 on the CPU, where oneDNN's
+    convolutions run faster in it (every conv model measured, up to 13% a PixelCNN epoch); in
+    bfloat16 two of the three ran slower (``benchmarks/README.md``), so they stay contiguous."""
+    if setting != "auto":
+        return setting
+    convolutional = any(p.dim() == 4 for p in model.parameters())
+    return "channels_last" if convolutional and dtype is None and device.type == "cpu" else "contiguous"
 
 
 def precision_name(dtype: torch.dtype | None) -> str:

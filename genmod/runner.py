@@ -48,10 +48,12 @@ from genmod.optim import Schedule, optimizer_factory
 from genmod.plugins import Registry, check_build_signature
 from genmod.precision import (
     COMPILE_MIN_STEPS,
+    LAYOUTS,
     autocast_dtype,
     compile_module,
     compile_wanted,
     grad_scaler,
+    memory_format,
     precision_name,
 )
 from genmod.probe import probe_model
@@ -460,6 +462,9 @@ class Run:
         probe = as_float(binarize_once(first) if self.data.dynamic_binarization else first)
         self.model = build_model(config, registry, shape, probe=probe, data_levels=levels)
         self.dtype = autocast_dtype(train.precision, device)
+        # The layout decides the convolutions' rounding: set before anything copies the weights.
+        self.layout = memory_format(train.memory_format, self.model, self.dtype, device)
+        self.model.to(memory_format=LAYOUTS[self.layout])
         self.optimizers = _optimizers(self.model, train, config.model.name)
         self.schedules = {name: Schedule(optimizer, train) for name, optimizer in self.optimizers.items()}
         # genmod's own callbacks first; each is made before compilation (weight averaging
@@ -696,7 +701,8 @@ class Run:
         return str(self.device) + (f", {world} processes ({backend})" if world > 1 else "")
 
     def _arithmetic(self) -> str:
-        return precision_name(self.dtype) + (", compiled" if self.compiled else "")
+        layout = ", channels-last" if self.layout == "channels_last" else ""
+        return precision_name(self.dtype) + (", compiled" if self.compiled else "") + layout
 
     def _sample_metrics(self, registry: Registry, device: torch.device) -> SampleMetrics | None:
         """``train.sample_metrics`` against the validation split (the test split without one:
@@ -752,7 +758,12 @@ class Run:
                 self.save_samples()
         if main:
             machine.record(
-                self.out_dir, self.epoch + 1, precision_name(self.dtype), self.compiled, self.device
+                self.out_dir,
+                self.epoch + 1,
+                precision_name(self.dtype),
+                self.compiled,
+                self.layout,
+                self.device,
             )
         parameters = sum(p.numel() for p in self.model.parameters())
         self.reporter.start(

@@ -79,3 +79,37 @@ def test_kernels_built_for_another_instruction_set_are_kept_apart_and_a_chosen_f
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
     separate_kernel_caches()
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path)
+
+
+def test_auto_lays_out_a_float32_conv_model_on_the_cpu_channels_last_and_nothing_else(registry):
+    from genmod.precision import memory_format
+
+    cpu = torch.device("cpu")
+    conv = build_model(resolve_run_config(registry, model="conv-vae"), registry, (1, 28, 28))
+    mlp = build_model(resolve_run_config(registry, model="mlp-vae"), registry, (1, 28, 28))
+    assert memory_format("auto", conv, None, cpu) == "channels_last"
+    assert memory_format("auto", conv, torch.bfloat16, cpu) == "contiguous"  # measured slower
+    assert memory_format("auto", conv, None, torch.device("cuda")) == "contiguous"  # not measured
+    assert memory_format("auto", mlp, None, cpu) == "contiguous"  # no convolution weights
+    assert memory_format("contiguous", conv, None, cpu) == "contiguous"
+
+
+@pytest.mark.slow
+def test_a_channels_last_run_resumes_bit_for_bit_and_exports_contiguous_weights(tmp_path, data_dir):
+    from safetensors.torch import load_file
+
+    from genmod import machine
+    from helpers import assert_resume_is_bit_exact, genmod
+
+    small = ("conv-vae", "--set", "train.precision=fp32", "--set", "data.limit=600", "--set",
+             "data.validation=100", "--set", "data.test_limit=100", "--device", "cpu")  # fmt: skip
+    printed = assert_resume_is_bit_exact(tmp_path / "whole", tmp_path / "split", *small)
+    assert "fp32, channels-last" in printed
+    assert [s["memory_format"] for s in machine.read(tmp_path / "split")] == ["channels_last"] * 2
+    saved = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["model"]
+    convolutions = [w for w in saved.values() if w.dim() == 4]
+    assert convolutions and all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
+    exported = genmod("export", tmp_path / "whole", "-o", tmp_path / "model.safetensors")
+    assert exported.exit_code == 0, exported.output
+    weights = load_file(tmp_path / "model.safetensors")
+    assert all(torch.equal(weights[k], saved[k]) and weights[k].is_contiguous() for k in saved)
