@@ -71,9 +71,9 @@ def memory_format(
     setting: MemoryFormat, model: torch.nn.Module, dtype: torch.dtype | None, device: torch.device
 ) -> str:
     """The layout ``train.memory_format`` gives ``model``'s weights. ``auto`` is channels-last for
-    a model with convolution weights that computes in float32 on the CPU, where oneDNN's
-    convolutions run faster in it (every conv model measured, up to 13% a PixelCNN epoch); in
-    bfloat16 two of the three ran slower (``benchmarks/README.md``), so they stay contiguous."""
+    a model with convolution weights that computes in float32 on the CPU, where no conv model
+    measured ran slower in it; in bfloat16 some did, so they stay contiguous (the figures:
+    ``benchmarks/README.md``, ``conv_layout.py``)."""
     if setting != "auto":
         return setting
     convolutional = any(p.dim() == 4 for p in model.parameters())
