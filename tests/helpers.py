@@ -24,10 +24,12 @@ def genmod(*args: object, columns: int | None = None):
     return CliRunner(env=env).invoke(app, [str(a) for a in args])
 
 
+# The reference model on the first 1,000 training images, on the CPU: ``genmod run`` arguments.
+SMALL = ("mlp-vae", "--device", "cpu", "--set", "data.limit=1000")
+
+
 def small_run(out: Path, *extra: object, columns: int | None = None):
-    return genmod(
-        "run", "mlp-vae", "--out", out, "--device", "cpu", "--set", "data.limit=1000", *extra, columns=columns
-    )
+    return genmod("run", *SMALL, "--out", out, *extra, columns=columns)
 
 
 def metrics(out: Path) -> list[dict]:

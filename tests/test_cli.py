@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import genmod, losses, metrics, small_run
+from helpers import SMALL, assert_resume_is_bit_exact, genmod, losses, metrics, small_run
 
 RUN_FILES = {
     "config.yaml",
@@ -174,11 +174,8 @@ def test_missing_data_names_the_folder_and_files(tmp_path):
 def test_fp16_scales_the_loss_and_resumes_bit_for_bit(tmp_path):
     # float16 is for GPUs without bfloat16; its loss scaler runs the same on the CPU.
     fp16 = ("--set", "train.precision=fp16", "--set", "train.compile=false")
-    assert small_run(tmp_path / "whole", "--epochs", 2, *fp16).exit_code == 0
-    assert small_run(tmp_path / "split", "--epochs", 1, *fp16).exit_code == 0
-    resumed = genmod("run", "--resume", tmp_path / "split", "--epochs", 2)
-    assert resumed.exit_code == 0 and "fp16" in resumed.output, resumed.output
-    assert losses(tmp_path / "split") == losses(tmp_path / "whole")
+    printed = assert_resume_is_bit_exact(tmp_path / "whole", tmp_path / "split", *SMALL, *fp16, epochs=2)
+    assert "fp16" in printed
     # The first steps' scaled gradients overflow float16: the scaler skipped them and backed off.
     scaler = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["scaler"]
     assert scaler["scale"] < 2.0**16
@@ -190,12 +187,9 @@ def test_fp16_scales_the_loss_and_resumes_bit_for_bit(tmp_path):
 @pytest.mark.slow
 def test_compiled_bf16_runs_repeat_exactly_and_resume_bit_for_bit(tmp_path):
     fast = ("--set", "train.compile=true", "--set", "train.precision=bf16")
-    assert small_run(tmp_path / "whole", "--epochs", 3, *fast).exit_code == 0
-    # A second run's first two epochs repeat the first's, and its resumed third epoch too.
-    assert small_run(tmp_path / "split", "--epochs", 2, *fast).exit_code == 0
-    resumed = genmod("run", "--resume", tmp_path / "split", "--epochs", 3)
-    assert resumed.exit_code == 0 and "bf16, compiled" in resumed.output, resumed.output
-    assert losses(tmp_path / "split") == losses(tmp_path / "whole")
+    # A second run's first epoch repeats the first run's, and its resumed epochs too.
+    printed = assert_resume_is_bit_exact(tmp_path / "whole", tmp_path / "split", *SMALL, *fast, epochs=3)
+    assert "bf16, compiled" in printed
     fp32 = small_run(tmp_path / "fp32", "--epochs", 1, "--set", "train.precision=fp32")
     assert fp32.exit_code == 0
     # Another arithmetic, the same training: within a nat, not bit-identical.
