@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from genmod.checkpoint import EXPORTED_SUFFIX
-from genmod.config import MAX_K, Compile, ComponentRef, Precision, RunConfig
+from genmod.config import EVAL_BATCH_SIZE, MAX_K, Compile, ComponentRef, Precision, RunConfig
 from genmod.config_loader import (
     apply_override,
     in_order,
@@ -477,6 +477,7 @@ def evaluate(
         (lambda done: on_progress(done, total)) if on_progress else lambda done: None,
         precision=precision,
         compile=compile,
+        batch=opened.config.train.eval_batch_size if opened is not None else EVAL_BATCH_SIZE,
     )
     if report_to is None:
         return result

@@ -27,6 +27,8 @@ MAX_K = 1_000_000
 the literature's), and a bound on a mistyped k's run time and memory."""
 MAX_GRID = 4096
 """The most images in one sample grid (64 by 64)."""
+EVAL_BATCH_SIZE = 1000
+"""Images per evaluation batch unless the run config says otherwise (``train.eval_batch_size``)."""
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Compile = bool | Literal["auto"]
@@ -218,7 +220,14 @@ class TrainConfig(_Strict):
         "auto: channels_last where it was measured faster (convolutional models in float32 on the "
         "CPU), else contiguous.",
     )
-    eval_batch_size: int = Field(1000, ge=1)
+    eval_batch_size: int = Field(
+        EVAL_BATCH_SIZE,
+        ge=1,
+        description="Images per batch when the bound is evaluated: after each epoch, and by genmod eval of "
+        "the run (divided there by the model's evaluation passes per image). Large batches of a "
+        "convolutional model are slow on the CPU, where every batch's big temporaries come as fresh "
+        "pages from the kernel: the PixelCNN's recipe sets 50.",
+    )
     sample_epochs: list[NonNegativeInt] = Field(
         [0, 10, 20, 30],
         description="Epochs after which a sample grid is saved (0 = before training); the last epoch always is.",

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from genmod.config import Compile, Precision
+from genmod.config import EVAL_BATCH_SIZE, Compile, Precision
 from genmod.data import as_float
 from genmod.errors import ConfigError
 from genmod.metrics import bits_per_dim
@@ -34,8 +34,6 @@ from genmod.precision import (
 # Latents decoded at once: bounds the evaluator's working memory (about 0.3 GB for the
 # reference MLP) whatever k and the number of images.
 MAX_ROWS = 32_768
-# Images per batch of an exact likelihood or a bound (divided by the model's evaluation_cost).
-BATCH_IMAGES = 1000
 
 IS_NLL = "IS-NLL"
 EXACT_NLL = "exact NLL"
@@ -180,11 +178,13 @@ def evaluate_likelihood(
     *,
     precision: Precision = "auto",
     compile: Compile = "auto",
+    batch: int = EVAL_BATCH_SIZE,
 ) -> NLLResult:
     """What the model offers over ``images``, in this order: the importance-sampled NLL with
     ``k`` samples (:func:`importance_sampled_nll`), the exact NLL (``log_likelihood``), or its
     evaluation bound (``evaluation_bound``, named by the model's ``bound``). ``k`` is used by
-    the first only. A model with none of them is refused in one line."""
+    the first only, ``batch`` (images per batch, divided by the model's ``evaluation_cost``) by
+    the other two. A model with none of them is refused in one line."""
     if model.can("log_importance_weights"):
         return importance_sampled_nll(
             model,
@@ -201,7 +201,7 @@ def evaluate_likelihood(
     model.eval()
     started = time.perf_counter()
     dtype = autocast_dtype(precision, images.device)
-    batch = max(1, BATCH_IMAGES // model.evaluation_cost)
+    batch = max(1, batch // model.evaluation_cost)
     nlls, done = [], 0
     with torch.inference_mode():
         for x in images.split(batch):

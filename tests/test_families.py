@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import genmod as api
+from genmod import evaluation
 from helpers import checkpoint_epoch, cli, genmod, losses
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "writing-plugins.md"
@@ -30,13 +31,18 @@ def plugin_from_docs(name: str, folder: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_eval_reports_a_flows_exact_nll_as_the_mean_of_its_log_likelihood(tmp_path, data_dir):
+def test_eval_reports_a_flows_exact_nll_as_the_mean_of_its_log_likelihood(tmp_path, data_dir, monkeypatch):
     plugin, out = plugin_from_docs("flow.py", tmp_path), tmp_path / "flow"
-    trained = genmod("run", "flow", "--plugin", plugin, "--epochs", 1, *SMALL, "--out", out)
+    batch = ("--set", "train.eval_batch_size=200")
+    trained = genmod("run", "flow", "--plugin", plugin, "--epochs", 1, *SMALL, *batch, "--out", out)
     assert trained.exit_code == 0, trained.output
     assert losses(out)[0]["quantity"] == "NLL"
+    fed: list[int] = []
+    as_float = evaluation.as_float
+    monkeypatch.setattr(evaluation, "as_float", lambda x: fed.append(len(x)) or as_float(x))
     result = genmod("eval", out, "--plugin", plugin, "--images", 500, "--precision", "fp32")
     assert result.exit_code == 0, result.output
+    assert fed == [200, 200, 100]  # the run's train.eval_batch_size
     assert "exact NLL" in result.output and "IS-NLL" not in result.output and "-ELBO" not in result.output
     report = json.loads((out / "eval.json").read_text())
     assert report["quantity"] == "exact NLL" and report["k"] is None and report["negative_elbo"] is None
