@@ -184,7 +184,8 @@ def evaluate_likelihood(
     ``k`` samples (:func:`importance_sampled_nll`), the exact NLL (``log_likelihood``), or its
     evaluation bound (``evaluation_bound``, named by the model's ``bound``). ``k`` is used by
     the first only, ``batch`` (images per batch, divided by the model's ``evaluation_cost``) by
-    the other two. A model with none of them is refused in one line."""
+    the other two. ``precision`` and ``compile`` apply to all three (``auto`` compiles from a
+    million network passes). A model with none of them is refused in one line."""
     if model.can("log_importance_weights"):
         return importance_sampled_nll(
             model,
@@ -202,11 +203,15 @@ def evaluate_likelihood(
     started = time.perf_counter()
     dtype = autocast_dtype(precision, images.device)
     batch = max(1, batch // model.evaluation_cost)
+    use_compile = compile_wanted(compile, len(images) * model.evaluation_cost, COMPILE_MIN_SAMPLES)
+    score = (lambda x: -model.log_likelihood(x)) if exact else (lambda x: _bound_value(model, x))
+    if use_compile:
+        score = compiled(score, images.device)
     nlls, done = [], 0
     with torch.inference_mode():
         for x in images.split(batch):
             with autocast(dtype, images.device):
-                nll = -model.log_likelihood(as_float(x)) if exact else _bound_value(model, as_float(x))
+                nll = score(as_float(x))
             nlls.append(nll.float())
             done += len(x)
             on_progress(done)
@@ -221,6 +226,7 @@ def evaluate_likelihood(
         negative_elbo_se=None,
         seconds=time.perf_counter() - started,
         precision=precision_name(dtype),
+        compiled=use_compile,
         bits_per_dim=bits,
         quantity=EXACT_NLL if exact else model.bound or "bound",
     )

@@ -54,6 +54,10 @@ def test_eval_reports_a_flows_exact_nll_as_the_mean_of_its_log_likelihood(tmp_pa
     listed = genmod("runs", tmp_path).output
     assert "NLL" in listed and "exact NLL (ep 1, 500 img)" in listed
     assert f"test exact NLL {report['nll']:.2f}" in genmod("info", out, "--plugin", plugin).output
+    fast = api.evaluate(
+        out, plugins=[plugin], limit=500, precision="fp32", compile=True, output=tmp_path / "c.json"
+    )
+    assert fast.compiled and fast.nll == pytest.approx(report["nll"], abs=1e-3)
 
 
 def test_a_gan_has_two_optimizers_no_bound_and_eval_says_so_in_one_line(tmp_path, data_dir):
