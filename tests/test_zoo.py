@@ -180,6 +180,29 @@ def test_a_pixelcnn_logit_depends_on_no_later_pixel_and_has_no_blind_spot():
             assert int(seen.sum()) == 12 * i + j  # and to the right too (a masked PixelCNN's blind spot)
 
 
+def test_a_pixelcnn_draws_each_pixel_from_the_whole_networks_logit_computing_a_row_at_a_time():
+    from genmod_zoo.pixelcnn import PixelCNN, PixelCNNConfig
+
+    torch.manual_seed(0)
+    model = PixelCNN(PixelCNNConfig(name="pixelcnn", channels=8, layers=4, head=16), (1, 12, 12)).eval()
+    x = (torch.rand(3, 1, 12, 12) < 0.5).float()
+    with torch.no_grad():
+        for weight in model.parameters():
+            weight.mul_(3)  # logits far from 0, which a draw from a wrong one would show
+        whole = model.logits(x)
+        for i in range(12):
+            row = model.row_logits(x[:, :, i : i + 1], model.features_above(x[:, :, :i], 12))
+            torch.testing.assert_close(row[:, :, 0], whole[:, :, i])
+        torch.manual_seed(1)
+        drawn = model.sample(3)
+        torch.manual_seed(1)
+        expected = torch.zeros(3, 1, 12, 12)
+        for i in range(12):
+            for j in range(12):  # the definition: every pixel from the whole network's logit
+                expected[:, :, i, j] = torch.bernoulli(torch.sigmoid(model.logits(expected)[:, :, i, j]))
+    assert torch.equal(drawn, expected) and 0 < float(drawn.mean()) < 1
+
+
 def test_a_pixelcnn_refuses_images_that_are_not_binary_in_one_line(tmp_path):
     result = genmod("run", "pixelcnn", "--set", "data.binarize=none", "--epochs", 1, "--out", tmp_path / "p")
     (line,) = result.output.strip().splitlines()

@@ -19,6 +19,8 @@ maintained gated PixelCNN.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -59,13 +61,21 @@ class GatedLayer(nn.Module):
         self.horizontal_out = nn.Conv2d(c, c, 1)
 
     def forward(self, v: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        v_pre = self.vertical_features(v)
+        return _gate(v_pre), self.horizontal_step(h, _down(v_pre))
+
+    def vertical_features(self, v: Tensor) -> Tensor:
+        """The vertical stack's pre-activations: row ``i`` from the input's rows ``<= i``."""
         reach = self.reach
-        v_pre = self.vertical(F.pad(v, (reach, reach, reach, 0)))
+        return self.vertical(F.pad(v, (reach, reach, reach, 0)))
+
+    def horizontal_step(self, h: Tensor, above: Tensor) -> Tensor:
+        """The horizontal stack's output, each row from that row alone and ``above``: the
+        vertical features of the row above it."""
         h_in = _right(h) if self.first else h
-        h_pre = self.horizontal(F.pad(h_in, (reach, 0))) + self.vertical_to_horizontal(_down(v_pre))
-        v_out = _gate(v_pre)
+        h_pre = self.horizontal(F.pad(h_in, (self.reach, 0))) + self.vertical_to_horizontal(above)
         h_out = self.horizontal_out(_gate(h_pre))
-        return v_out, h_out if self.first else h + h_out
+        return h_out if self.first else h + h_out
 
 
 def _gate(pre: Tensor) -> Tensor:
@@ -82,6 +92,7 @@ class PixelCNN(GenerativeModel):
         super().__init__()
         self.data_shape = data_shape
         channels, c = data_shape[0], config.channels
+        self.channels = c
         self.layers = nn.ModuleList(
             [GatedLayer(channels, c, config.first_kernel, first=True)]
             + [GatedLayer(c, c, config.kernel, first=False) for _ in range(config.layers)]
@@ -106,16 +117,41 @@ class PixelCNN(GenerativeModel):
         return nll.mean(), Bound(nll)
 
     def sample(self, n: int) -> Tensor:
-        """Pixel by pixel: ``H * W`` network passes, each over the rows drawn so far (a
-        pixel's logit depends on no row below it)."""
+        """Pixel by pixel, ``H * W`` draws. The vertical stack sees only the rows above, which
+        are fixed while a row is drawn: it runs once a row, and each pixel's pass is the
+        horizontal stack over its own row (:meth:`row_logits`)."""
         device = next(self.parameters()).device
         x = torch.zeros(n, *self.data_shape, device=device)
         height, width = self.data_shape[1:]
         for i in range(height):
+            above = self.features_above(x[:, :, :i], width)
             for j in range(width):
-                logits = self.logits(x[:, :, : i + 1])[:, :, i, j]
+                logits = self.row_logits(x[:, :, i : i + 1], above)[:, :, 0, j]
                 x[:, :, i, j] = torch.bernoulli(torch.sigmoid(logits))
         return x
+
+    def features_above(self, rows: Tensor, width: int) -> list[Tensor]:
+        """Each layer's vertical features of the last of ``rows`` (zeros above the image): what
+        the horizontal stack of the row below takes from above."""
+        if rows.shape[2] == 0:
+            zeros = rows.new_zeros(rows.shape[0], 2 * self.channels, 1, width)
+            return [zeros] * len(self.layers)
+        v, above = 2 * rows - 1, []
+        for layer in self._gated():
+            v_pre = layer.vertical_features(v)
+            above.append(v_pre[:, :, -1:])
+            v = _gate(v_pre)
+        return above
+
+    def _gated(self) -> list[GatedLayer]:
+        return [cast(GatedLayer, layer) for layer in self.layers]
+
+    def row_logits(self, row: Tensor, above: list[Tensor]) -> Tensor:
+        """:meth:`logits` of one row, given :meth:`features_above` of the rows before it."""
+        h = 2 * row - 1
+        for layer, features in zip(self._gated(), above, strict=True):
+            h = layer.horizontal_step(h, features)
+        return self.head(h).float()
 
 
 def build(config: PixelCNNConfig, context: ModelContext) -> PixelCNN:
