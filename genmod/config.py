@@ -226,7 +226,7 @@ class TrainConfig(_Strict):
         description="Images per batch when the bound is evaluated: after each epoch, and by genmod eval of "
         "the run (divided there by the model's evaluation passes per image). Large batches of a "
         "convolutional model are slow on the CPU, where every batch's big temporaries come as fresh "
-        "pages from the kernel: the PixelCNN's recipe sets 50.",
+        "pages from the kernel: the zoo's PixelCNN recipe sets 50.",
     )
     sample_epochs: list[NonNegativeInt] = Field(
         [0, 10, 20, 30],
