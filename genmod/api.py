@@ -444,8 +444,7 @@ def evaluate(
     from genmod.evaluation import evaluable, evaluate_likelihood, no_likelihood
     from genmod.trained import open_run
 
-    if precision not in get_args(Precision):
-        raise ConfigError(f"precision must be one of {', '.join(get_args(Precision))}, not '{precision}'")
+    _check_precision(precision)
     if not 1 <= k <= MAX_K:
         raise ConfigError(f"k = {k} is out of range: use 1 to {MAX_K:,} importance samples per image")
     if split not in ("test", "validation", "train"):
@@ -493,6 +492,11 @@ def evaluate(
     return replace(result, report=path)
 
 
+def _check_precision(precision: str) -> None:
+    if precision not in get_args(Precision):
+        raise ConfigError(f"precision must be one of {', '.join(get_args(Precision))}, not '{precision}'")
+
+
 def sample_quality(
     run: str | Path,
     metrics: Sequence[str | ComponentRef] = ("fid", "kid", "precision-recall"),
@@ -504,6 +508,7 @@ def sample_quality(
     checkpoint: str | None = None,
     device: str = "cpu",
     seed: int = 0,
+    precision: Precision = "fp32",
     plugins: Sequence[str | Path] = (),
     trust_plugins: bool = False,
     data_dir: str | Path | None = None,
@@ -518,15 +523,19 @@ def sample_quality(
     name or as a ``ComponentRef`` with its options (``ComponentRef(name="kid", subsets=50)``).
 
     The figures are added to the run's ``eval.json`` (or ``output``) under ``sample_quality``,
-    each with how it was computed. ``on_progress(samples_done, samples)`` is called after each
-    batch of samples.
+    each with how it was computed. The samples are drawn with the layers in ``precision``
+    (``auto``, ``fp32``, ``bf16`` or ``fp16``, as in ``genmod eval``); float32 by default, as
+    training draws those of ``train.sample_metrics``. ``on_progress(samples_done, samples)`` is
+    called after each batch of samples.
     """
     from dataclasses import replace
 
     from genmod import artifacts
+    from genmod.precision import autocast_dtype
     from genmod.quality import SampleMetrics
     from genmod.trained import open_run
 
+    _check_precision(precision)
     if split not in ("test", "validation", "train"):
         raise ConfigError(f"split must be test, validation or train, not '{split}'")
     if samples < 2:
@@ -535,6 +544,7 @@ def sample_quality(
         raise ConfigError("name at least one metric (genmod list --kind evaluator)")
     opened = open_run(run, checkpoint, device=device, plugins=plugins, trust_plugins=trust_plugins)
     config, model = opened.config, opened.model
+    on = next(model.parameters()).device
     scorer = SampleMetrics(
         opened.registry,
         [ComponentRef(name=m) if isinstance(m, str) else m for m in metrics],
@@ -543,8 +553,9 @@ def sample_quality(
         config.data.name,
         features,
         Path(features_weights) if features_weights else None,
-        next(model.parameters()).device,
+        on,
         batch=max(1, config.train.eval_batch_size // model.evaluation_cost),
+        dtype=autocast_dtype(precision, on),
     )
     torch.manual_seed(seed)
     results = scorer.evaluate(

@@ -389,8 +389,12 @@ def eval_command(
     data_dir: RunDataDirOption = None,
     checkpoint: CheckpointOption = None,
     precision: Annotated[
-        str, typer.Option(help="Layers in auto (bf16 where native), fp32, bf16 or fp16; sums are float32.")
-    ] = "auto",
+        Optional[str],
+        typer.Option(
+            help="Layers in auto (bf16 where native), fp32, bf16 or fp16; sums are float32. "
+            "Default: auto for the likelihood, fp32 for drawing samples (as training draws them)."
+        ),
+    ] = None,
     compile: Annotated[
         Optional[bool],
         typer.Option("--compile/--no-compile", help="torch.compile the weights; default: from 1M samples."),
@@ -418,7 +422,7 @@ def eval_command(
                 checkpoint=checkpoint,
                 device=device,
                 seed=seed,
-                precision=precision,  # type: ignore[arg-type]  # checked above
+                precision=precision or "auto",  # type: ignore[arg-type]  # checked there
                 compile="auto" if compile is None else compile,
                 plugins=_explicit_plugins(plugin),
                 trust_plugins=trust_plugins,
@@ -439,6 +443,7 @@ def eval_command(
                 checkpoint=checkpoint,
                 device=device,
                 seed=seed,
+                precision=precision or "fp32",  # type: ignore[arg-type]  # checked there
                 plugins=_explicit_plugins(plugin),
                 trust_plugins=trust_plugins,
                 data_dir=data_dir,

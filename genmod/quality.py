@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from genmod.data import as_float
 from genmod.features import Loaded, features_dir, network_for
 from genmod.model import GenerativeModel
+from genmod.precision import autocast, precision_name
 
 if TYPE_CHECKING:
     from genmod.config import ComponentRef
@@ -43,13 +44,16 @@ class SampleQuality:
     """The real images compared with, e.g. ``test split of mnist (10000 images)``."""
     settings: str
     seconds: float
+    precision: str = "fp32"
+    """The layers' arithmetic the samples were drawn in (:func:`genmod.precision.precision_name`)."""
     report: Path | None = field(default=None, compare=False)
     """Where :func:`genmod.sample_quality` added the figures (not part of them)."""
 
     @property
     def how(self) -> str:
         extra = f", {self.settings}" if self.settings else ""
-        return f"{self.features} features, {self.samples} samples vs the {self.reference}{extra}"
+        drawn = f"{self.samples} samples drawn in {self.precision}"
+        return f"{self.features} features, {drawn} vs the {self.reference}{extra}"
 
     def to_dict(self) -> dict[str, object]:
         figures = {**asdict(self), "how": self.how}
@@ -93,11 +97,16 @@ def generated_features(
     n: int,
     batch: int,
     on_progress: Callable[[int], None],
+    dtype: torch.dtype | None = None,
 ) -> Tensor:
+    """Features of ``n`` samples of ``model``, drawn ``batch`` at a time with layers in ``dtype``."""
+    device = next(model.parameters()).device
     parts, done = [], 0
     while done < n:
         size = min(batch, n - done)
-        parts.append(features_of(network, model.sample(size)))
+        with autocast(dtype, device):
+            drawn = model.sample(size)
+        parts.append(features_of(network, drawn))
         done += size
         on_progress(done)
     return torch.cat(parts)
@@ -118,6 +127,7 @@ class SampleMetrics:
         features_weights: Path | None = None,
         device: torch.device | None = None,
         batch: int = 1000,
+        dtype: torch.dtype | None = None,
     ) -> None:
         self.evaluators = {ref.name: registry.build_evaluator(ref) for ref in metrics}
         self.features = network_for(dataset, tuple(reference.shape[1:]), features).load(features_weights)
@@ -125,6 +135,9 @@ class SampleMetrics:
         self.reference = f"{reference_name} ({len(reference)} images)"
         self.real = reference_features(self.features, reference, reference_name.replace(" ", "-"))
         self.batch = batch
+        # Samples are drawn in float32 unless asked otherwise: training's figures after each
+        # epoch (which pick a GAN's best epoch) and ``genmod eval``'s then agree.
+        self.dtype = dtype
 
     @property
     def figure_names(self) -> list[str]:
@@ -136,7 +149,9 @@ class SampleMetrics:
     ) -> list[SampleQuality]:
         """Each evaluator's figures for ``samples`` of ``model`` (drawn with torch's random state)."""
         start = time.perf_counter()
-        generated = generated_features(model, self.features.network, samples, self.batch, on_progress)
+        generated = generated_features(
+            model, self.features.network, samples, self.batch, on_progress, self.dtype
+        )
         drawn = time.perf_counter() - start
         results = []
         for name, evaluator in self.evaluators.items():
@@ -151,6 +166,7 @@ class SampleMetrics:
                     reference=self.reference,
                     settings=evaluator.describe(),
                     seconds=drawn + time.perf_counter() - started,
+                    precision=precision_name(self.dtype),
                 )
             )
         return results

@@ -76,7 +76,9 @@ def test_a_gan_has_two_optimizers_no_bound_and_eval_says_so_in_one_line(tmp_path
     assert "--metric fid" in line
     scored = genmod("eval", out, "--plugin", plugin, "--metric", "fid", "--samples", 500)
     assert scored.exit_code == 0, scored.output
-    assert "mnist features, 500 samples vs the test split of mnist (10000 images)" in scored.output
+    assert (
+        "mnist features, 500 samples drawn in fp32 vs the test split of mnist (10000 images)" in scored.output
+    )
     fid = json.loads((out / "eval.json").read_text())["sample_quality"]["fid"]
     assert fid["figures"]["fid"] > 0 and fid["epoch"] == 1 and fid["features"] == "mnist"
     assert "gan" in genmod("runs", tmp_path).output

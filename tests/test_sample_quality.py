@@ -77,7 +77,10 @@ def test_a_better_model_scores_a_lower_fid_and_the_figures_join_its_eval_json(tm
             "eval", run, "--metric", "fid", "--metric", "kid", "--samples", 2000, "--device", "cpu"
         )
         assert result.exit_code == 0, result.output
-        assert "mnist features, 2000 samples vs the test split of mnist (10000 images)" in result.output
+        assert (
+            "mnist features, 2000 samples drawn in fp32 vs the test split of mnist (10000 images)"
+            in result.output
+        )
         report = json.loads((run / "eval.json").read_text())
         assert report["nll"] == json.loads((PRETRAINED / name / "eval.json").read_text())["nll"]
         scores[name] = report["sample_quality"]["fid"]["figures"]["fid"]
@@ -90,6 +93,25 @@ def test_a_better_model_scores_a_lower_fid_and_the_figures_join_its_eval_json(tm
         "figures"
     ]["fid"]
     assert scores["hvae-vampprior"] < scores["vae"] < scores["untrained"] / 3, scores
+
+
+def test_samples_are_drawn_in_float32_unless_the_command_asks_for_another_precision(tmp_path, data_dir):
+    run = tmp_path / "vae"
+    run.mkdir()
+    for file in ("config.yaml", "best.pt"):
+        (run / file).write_bytes((PRETRAINED / "vae" / file).read_bytes())
+    default = genmod("eval", run, "--metric", "fid", "--samples", 500, "--device", "cpu")
+    assert default.exit_code == 0, default.output
+    fp32 = json.loads((run / "eval.json").read_text())["sample_quality"]["fid"]
+    assert fp32["precision"] == "fp32" and "500 samples drawn in fp32" in fp32["how"]
+    (bf16,) = api.sample_quality(run, ["fid"], samples=500, precision="bf16")
+    assert bf16.precision == "bf16" and "500 samples drawn in bf16" in bf16.how
+    # The same latents (seed 0) decoded in bfloat16: the figure moves, a little.
+    assert bf16.figures["fid"] != fp32["figures"]["fid"]
+    assert bf16.figures["fid"] == pytest.approx(fp32["figures"]["fid"], rel=0.05)
+    refused = genmod("eval", run, "--metric", "fid", "--precision", "fp64")
+    (line,) = refused.output.strip().splitlines()
+    assert refused.exit_code == 2 and "precision must be one of auto, fp32, bf16, fp16, not 'fp64'" in line
 
 
 @pytest.mark.slow
