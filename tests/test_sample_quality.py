@@ -65,6 +65,21 @@ def test_kid_and_precision_recall_separate_the_data_from_a_collapsed_model(mnist
     assert few["kid_se"] > 0 and kid.describe().startswith("100 subsets of 250")
 
 
+def test_kids_standard_error_matches_the_spread_of_kids_of_independent_sets(mnist_features, registry):
+    train, test = (
+        f[torch.randperm(len(f), generator=torch.Generator().manual_seed(0))] for f in mnist_features
+    )
+    kid = registry.build_evaluator(ComponentRef(name="kid", subset_size=250))
+    # Ten independent pairs of 1,000 "samples" (scaled training features: another
+    # distribution, as a model's samples are) and 1,000 test images.
+    results = [kid.compute(g * 1.3, r) for g, r in zip(train.split(1000), test.split(1000), strict=True)]
+    observed = torch.tensor([r["kid"] for r in results]).std()
+    stated = torch.tensor([r["kid_se"] for r in results]).mean()
+    # Four disjoint subsets give a rough figure (0.62 of the spread here); the spread of 100
+    # overlapping subsets over 10 gave an eighth of it.
+    assert 0.4 < stated / observed < 2.5, (stated, observed)
+
+
 @pytest.mark.slow
 def test_a_better_model_scores_a_lower_fid_and_the_figures_join_its_eval_json(tmp_path, data_dir):
     scores = {}

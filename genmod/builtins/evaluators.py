@@ -5,8 +5,8 @@ definitions are the published ones:
 
 - **FID** (Heusel et al. 2017): the Fréchet distance between Gaussians fitted to the two sets.
 - **KID** (Bińkowski et al. 2018): the unbiased MMD with the cubic polynomial kernel, averaged
-  over ``subsets`` random subsets of ``subset_size`` images; its standard error is the spread
-  of the subsets' values over the square root of their number.
+  over ``subsets`` random subsets of ``subset_size`` images; its standard error is that of
+  the mean over a partition of the images into disjoint subsets of that size.
 - **precision/recall** (Kynkäänniemi et al. 2019): the share of generated images inside the
   real images' k-nearest-neighbour balls, and the share of real images inside the generated
   images' balls.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
@@ -72,14 +73,32 @@ class KID(Evaluator):
             rng_seed=self.options.seed,
             verbose=False,
         )
-        return {
-            "kid": float(result["kernel_inception_distance_mean"]),
-            "kid_se": float(result["kernel_inception_distance_std"]) / math.sqrt(self.options.subsets),
-        }
+        return {"kid": float(result["kernel_inception_distance_mean"]), "kid_se": self._se(generated, real)}
+
+    def _se(self, generated: Tensor, real: Tensor) -> float:
+        """The standard error from a partition of the images into disjoint subsets of the same
+        size, whose KIDs are independent. The random subsets overlap, so their spread over
+        the square root of their number would understate it (3x for 100 subsets of 1000 of
+        10,000 images); the partition's mean uses no image twice, so this errs high."""
+        from torch_fidelity.metric_kid import kernel_mmd
+
+        parts = min(len(generated), len(real)) // self.size
+        seeded = torch.Generator().manual_seed(self.options.seed)
+        kids = torch.tensor(
+            [
+                kernel_mmd(generated[g].numpy(), real[r].numpy())
+                for g, r in zip(
+                    torch.randperm(len(generated), generator=seeded)[: parts * self.size].split(self.size),
+                    torch.randperm(len(real), generator=seeded)[: parts * self.size].split(self.size),
+                    strict=True,
+                )
+            ]
+        )
+        return float(kids.std() / math.sqrt(parts))
 
     def describe(self) -> str:
         o = self.options
-        return f"{o.subsets} subsets of {self.size}, cubic kernel, seed {o.seed}"
+        return f"{o.subsets} subsets of {self.size}, cubic kernel, seed {o.seed}, se from disjoint subsets"
 
 
 class PrecisionRecall(Evaluator):
