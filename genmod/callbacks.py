@@ -46,14 +46,31 @@ class Callback:
 class WeightAveraging(Callback):
     """An exponential moving average of the weights, updated after every step
     (``train.ema_decay``): torch's :class:`~torch.optim.swa_utils.AveragedModel`, buffers
-    included, so normalization statistics are averaged too."""
+    included, so normalization statistics are averaged too.
+
+    Its decay warms up as diffusers' ``EMAModel`` and TensorFlow's moving averages do, to
+    ``min(decay, (1 + n) / (10 + n))`` at the n-th update: with 0.999 from the first step, the
+    first, untrained weights would still make up 8% of the average after 2,500 steps."""
 
     def __init__(self, model: nn.Module, decay: float) -> None:
-        self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        self.decay = decay
+        self.updates = 0
+        self.averaged = AveragedModel(model, multi_avg_fn=self._lerp, use_buffers=True)
         self.averaged.requires_grad_(False)
 
+    def _lerp(
+        self,
+        averaged: list[torch.Tensor] | tuple[torch.Tensor, ...],
+        current: list[torch.Tensor] | tuple[torch.Tensor, ...],
+        n: torch.Tensor | int,
+    ) -> None:
+        # Called once per device and dtype of the weights: the count is the callback's own.
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        get_ema_multi_avg_fn(decay)(averaged, current, n)
+
     def on_step_end(self, model: nn.Module) -> None:
-        self.averaged.update_parameters(model)
+        self.averaged.update_parameters(model)  # the first update copies the weights
+        self.updates += 1
 
     def evaluated(self) -> nn.Module:
         module: nn.Module = self.averaged.module
@@ -65,3 +82,4 @@ class WeightAveraging(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.averaged.n_averaged.copy_(torch.as_tensor(state["n_averaged"]))
+        self.updates = int(state["n_averaged"])

@@ -186,7 +186,8 @@ class TrainConfig(_Strict):
         gt=0,
         lt=1,
         description="Keep an exponential moving average of the weights with this decay (e.g. "
-        "0.999), updated after every step; evaluation, samples and best.pt use it.",
+        "0.999), updated after every step and warmed up as min(decay, (1 + n) / (10 + n)) at "
+        "the n-th; evaluation, samples and best.pt use it.",
     )
     sample_metrics: SampleMetricsConfig | None = Field(
         None,

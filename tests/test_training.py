@@ -2,7 +2,9 @@ import typing
 
 import pytest
 import torch
+from torch import nn
 
+from genmod.callbacks import WeightAveraging
 from genmod.config import DataConfig, Precision, RunConfig, TrainConfig
 from genmod.config_loader import resolve_run_config
 from genmod.metrics import SplitMetrics
@@ -113,3 +115,23 @@ def test_a_channels_last_run_resumes_bit_for_bit_and_exports_contiguous_weights(
     assert exported.exit_code == 0, exported.output
     weights = load_file(tmp_path / "model.safetensors")
     assert all(torch.equal(weights[k], saved[k]) and weights[k].is_contiguous() for k in saved)
+
+
+def test_weight_averaging_forgets_the_untrained_weights_within_its_warm_up():
+    weight = nn.Linear(1, 1, bias=False)
+    nn.init.zeros_(weight.weight)
+    ema = WeightAveraging(weight, decay=0.999)
+    for step in range(1, 301):  # weights that move steadily, as early training's do
+        weight.weight.data.fill_(float(step))
+        ema.on_step_end(weight)
+    averaged = ema.evaluated().weight.item()
+    # A fixed decay of 0.999 would still be at 42, near the first weights; the warmed-up
+    # average trails them by about the horizon of its current decay (270).
+    assert 300 - 40 < averaged < 300, averaged
+    resumed = WeightAveraging(weight, decay=0.999)
+    resumed.averaged.load_state_dict(ema.averaged.state_dict())
+    resumed.load_state_dict(ema.state_dict())
+    weight.weight.data.fill_(301.0)
+    ema.on_step_end(weight)
+    resumed.on_step_end(weight)
+    assert resumed.evaluated().weight.item() == ema.evaluated().weight.item()
