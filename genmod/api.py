@@ -509,6 +509,7 @@ def sample_quality(
     device: str = "cpu",
     seed: int = 0,
     precision: Precision = "fp32",
+    options: Mapping[str, Any] | None = None,
     plugins: Sequence[str | Path] = (),
     trust_plugins: bool = False,
     data_dir: str | Path | None = None,
@@ -525,8 +526,9 @@ def sample_quality(
     The figures are added to the run's ``eval.json`` (or ``output``) under ``sample_quality``,
     each with how it was computed. The samples are drawn with the layers in ``precision``
     (``auto``, ``fp32``, ``bf16`` or ``fp16``, as in ``genmod eval``); float32 by default, as
-    training draws those of ``train.sample_metrics``. ``on_progress(samples_done, samples)`` is
-    called after each batch of samples.
+    training draws those of ``train.sample_metrics``; ``options`` are the model's sampling
+    options, as ``genmod sample --option`` takes them (``{"temperature": 0.7}``).
+    ``on_progress(samples_done, samples)`` is called after each batch of samples.
     """
     from dataclasses import replace
 
@@ -544,6 +546,7 @@ def sample_quality(
         raise ConfigError("name at least one metric (genmod list --kind evaluator)")
     opened = open_run(run, checkpoint, device=device, plugins=plugins, trust_plugins=trust_plugins)
     config, model = opened.config, opened.model
+    sampling = opened.sampling_options(options or {})  # checked before any sample is drawn
     on = next(model.parameters()).device
     scorer = SampleMetrics(
         opened.registry,
@@ -559,7 +562,10 @@ def sample_quality(
     )
     torch.manual_seed(seed)
     results = scorer.evaluate(
-        model, samples, (lambda done: on_progress(done, samples)) if on_progress else lambda done: None
+        model,
+        samples,
+        (lambda done: on_progress(done, samples)) if on_progress else lambda done: None,
+        sampling,
     )
     figures = {
         r.metric: {**r.to_dict(), "epoch": opened.epoch, "seed": seed, "run": opened.run_id} for r in results

@@ -350,6 +350,20 @@ def _opened(
     )
 
 
+SampleOption = Annotated[
+    Optional[list[str]],
+    typer.Option(help="A sampling option of the model, KEY=VALUE (e.g. sampler=ddim); repeatable."),
+]
+
+
+def _sampling(pairs: list[str] | None) -> dict[str, str]:
+    """``--option KEY=VALUE`` pairs as a mapping (the model's ``sample_options`` check them)."""
+    malformed = [pair for pair in pairs or [] if "=" not in pair]
+    if malformed:
+        raise ConfigError(f"--option {malformed[0]}: write it as KEY=VALUE")
+    return dict(pair.split("=", 1) for pair in pairs or [])
+
+
 LIKELIHOOD = "likelihood"
 """The --metric name of the likelihood itself, beside the registered sample-quality metrics."""
 
@@ -385,6 +399,7 @@ def eval_command(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the importance samples and of the samples drawn.")] = 0,
+    option: SampleOption = None,
     device: DeviceOption = "auto",
     data_dir: RunDataDirOption = None,
     checkpoint: CheckpointOption = None,
@@ -412,6 +427,9 @@ def eval_command(
     Writes RUN_DIR/eval.json (or --output), then prints it."""
     chosen = list(dict.fromkeys(metric or [LIKELIHOOD]))
     sample_metrics = [name for name in chosen if name != LIKELIHOOD]
+    options = _sampling(option)
+    if options and not sample_metrics:
+        raise ConfigError("--option sets how samples are drawn: name a sample-quality --metric too")
     if LIKELIHOOD in chosen:
         with _progress_bar("evaluating", None, "images") as advance:
             result = genmod.evaluate(
@@ -444,6 +462,7 @@ def eval_command(
                 device=device,
                 seed=seed,
                 precision=precision or "fp32",  # type: ignore[arg-type]  # checked there
+                options=options,
                 plugins=_explicit_plugins(plugin),
                 trust_plugins=trust_plugins,
                 data_dir=data_dir,
@@ -501,10 +520,7 @@ def sample(
         Optional[Path], typer.Option("-o", "--output", help="PNG file; default RUN_DIR/samples.png.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the prior draws.")] = 0,
-    option: Annotated[
-        Optional[list[str]],
-        typer.Option(help="A sampling option of the model, KEY=VALUE (e.g. sampler=ddim); repeatable."),
-    ] = None,
+    option: SampleOption = None,
     device: DeviceOption = "auto",
     checkpoint: CheckpointOption = None,
     plugin: PluginOption = None,
@@ -513,12 +529,8 @@ def sample(
     """Draw images from a trained model.
 
     Samples from the model (a VAE's prior, decoded), saved as a grid."""
-    pairs = option or []
-    malformed = [pair for pair in pairs if "=" not in pair]
-    if malformed:
-        raise ConfigError(f"--option {malformed[0]}: write it as KEY=VALUE")
+    options = _sampling(option)
     opened = _opened(run_dir, plugin, device, checkpoint, trust_plugins)
-    options = dict(pair.split("=", 1) for pair in pairs)
     path = opened.write_samples(n, output, seed=seed, options=options)
     console.print(f"saved {n} samples to {path}", highlight=False)
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from genmod.data import as_float
+from genmod.errors import GenmodError
 from genmod.features import Loaded, features_dir, network_for
 from genmod.model import GenerativeModel
 from genmod.precision import autocast, precision_name
@@ -46,13 +47,16 @@ class SampleQuality:
     seconds: float
     precision: str = "fp32"
     """The layers' arithmetic the samples were drawn in (:func:`genmod.precision.precision_name`)."""
+    sampling: dict[str, Any] = field(default_factory=dict)
+    """The model's sampling options the samples were drawn with (``{"temperature": 0.7}``)."""
     report: Path | None = field(default=None, compare=False)
     """Where :func:`genmod.sample_quality` added the figures (not part of them)."""
 
     @property
     def how(self) -> str:
         extra = f", {self.settings}" if self.settings else ""
-        drawn = f"{self.samples} samples drawn in {self.precision}"
+        options = ", ".join(f"{key}={value}" for key, value in self.sampling.items())
+        drawn = f"{self.samples} samples drawn in {self.precision}" + (f" with {options}" if options else "")
         return f"{self.features} features, {drawn} vs the {self.reference}{extra}"
 
     def to_dict(self) -> dict[str, object]:
@@ -98,14 +102,27 @@ def generated_features(
     batch: int,
     on_progress: Callable[[int], None],
     dtype: torch.dtype | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Tensor:
-    """Features of ``n`` samples of ``model``, drawn ``batch`` at a time with layers in ``dtype``."""
+    """Features of ``n`` samples of ``model``, drawn ``batch`` at a time with layers in ``dtype``
+    and the model's sampling ``options``."""
     device = next(model.parameters()).device
     parts, done = [], 0
     while done < n:
         size = min(batch, n - done)
         with autocast(dtype, device):
-            drawn = model.sample(size)
+            drawn = model.sample(size, **(options or {}))
+        diverged = (
+            int((~torch.isfinite(drawn.flatten(1))).any(dim=1).sum()) if drawn.is_floating_point() else 0
+        )
+        if diverged:
+            # Features of NaN images are NaN, and every statistic after them (FID's matrix
+            # square root stops in a traceback): say what happened instead.
+            raise GenmodError(
+                f"{diverged} of {size} samples had pixels that are not finite (NaN or inf): the model's "
+                "sampling diverged; sample-quality metrics need finite images (a flow: try "
+                "--option temperature=0.7, as the Glow paper samples; genmod info MODEL)"
+            )
         parts.append(features_of(network, drawn))
         done += size
         on_progress(done)
@@ -145,12 +162,17 @@ class SampleMetrics:
         return [name for evaluator in self.evaluators.values() for name in evaluator.figures]
 
     def evaluate(
-        self, model: GenerativeModel, samples: int, on_progress: Callable[[int], None] = lambda done: None
+        self,
+        model: GenerativeModel,
+        samples: int,
+        on_progress: Callable[[int], None] = lambda done: None,
+        options: Mapping[str, Any] | None = None,
     ) -> list[SampleQuality]:
-        """Each evaluator's figures for ``samples`` of ``model`` (drawn with torch's random state)."""
+        """Each evaluator's figures for ``samples`` of ``model`` (drawn with torch's random state
+        and the model's sampling ``options``)."""
         start = time.perf_counter()
         generated = generated_features(
-            model, self.features.network, samples, self.batch, on_progress, self.dtype
+            model, self.features.network, samples, self.batch, on_progress, self.dtype, options
         )
         drawn = time.perf_counter() - start
         results = []
@@ -167,6 +189,7 @@ class SampleMetrics:
                     settings=evaluator.describe(),
                     seconds=drawn + time.perf_counter() - started,
                     precision=precision_name(self.dtype),
+                    sampling=dict(options or {}),
                 )
             )
         return results

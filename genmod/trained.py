@@ -57,12 +57,14 @@ class TrainedRun:
         ``sample_options`` class: ``{"sampler": "ddim", "steps": 50}``) from ``seed``."""
         if not 1 <= n <= MAX_GRID:
             raise ConfigError(f"{n} samples are out of range: draw 1 to {MAX_GRID} at once")
-        chosen = self._sample_options(options or {})
+        chosen = self.sampling_options(options or {})
         torch.manual_seed(seed)
         with torch.inference_mode():
             return self.model.sample(n, **chosen)
 
-    def _sample_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+    def sampling_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """``given`` (``{"steps": "50"}``) as the keyword arguments of the model's ``sample``,
+        validated by its ``sample_options`` class; a one-line error names a wrong one."""
         from pydantic import ValidationError
 
         if not given:

@@ -129,6 +129,29 @@ def test_samples_are_drawn_in_float32_unless_the_command_asks_for_another_precis
     assert refused.exit_code == 2 and "precision must be one of auto, fp32, bf16, fp16, not 'fp64'" in line
 
 
+def test_samples_that_diverge_stop_in_one_line_and_a_sampling_option_is_recorded(tmp_path, data_dir):
+    run = tmp_path / "glow"
+    run.mkdir()
+    for file in ("config.yaml", "best.pt"):
+        (run / file).write_bytes((PRETRAINED / "glow" / file).read_bytes())
+    # At temperature 1 some of the shipped Glow's inverses overflow (about 7 in 100).
+    diverged = genmod("eval", run, "--metric", "fid", "--samples", 500, "--device", "cpu")
+    (line,) = diverged.output.strip().splitlines()
+    assert diverged.exit_code == 1 and "samples had pixels that are not finite (NaN or inf)" in line
+    assert "--option temperature=0.7" in line
+    cooled = genmod("eval", run, "--metric", "fid", "--samples", 500, "--option", "temperature=0.7")
+    assert cooled.exit_code == 0, cooled.output
+    fid = json.loads((run / "eval.json").read_text())["sample_quality"]["fid"]
+    assert fid["sampling"] == {"temperature": 0.7} and "drawn in fp32 with temperature=0.7" in fid["how"]
+    assert fid["figures"]["fid"] > 0
+    wrong = genmod("eval", run, "--metric", "fid", "--option", "temp=0.7")
+    assert (
+        wrong.exit_code == 2
+        and "sampling option temp" in wrong.output
+        and "takes temperature" in wrong.output
+    )
+
+
 @pytest.mark.slow
 def test_reference_features_are_computed_once_and_read_back(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("GENMOD_FEATURES_DIR", str(tmp_path / "features"))
