@@ -84,10 +84,7 @@ def test_kids_standard_error_matches_the_spread_of_kids_of_independent_sets(mnis
 def test_a_better_model_scores_a_lower_fid_and_the_figures_join_its_eval_json(tmp_path, data_dir):
     scores = {}
     for name in ("hvae-vampprior", "vae"):
-        run = tmp_path / name
-        run.mkdir()
-        for file in ("config.yaml", "best.pt", "eval.json"):
-            (run / file).write_bytes((PRETRAINED / name / file).read_bytes())
+        run = _shipped(name, tmp_path, ("config.yaml", "best.pt", "eval.json"))
         result = genmod(
             "eval", run, "--metric", "fid", "--metric", "kid", "--samples", 2000, "--device", "cpu"
         )
@@ -110,11 +107,17 @@ def test_a_better_model_scores_a_lower_fid_and_the_figures_join_its_eval_json(tm
     assert scores["hvae-vampprior"] < scores["vae"] < scores["untrained"] / 3, scores
 
 
-def test_samples_are_drawn_in_float32_unless_the_command_asks_for_another_precision(tmp_path, data_dir):
-    run = tmp_path / "vae"
+def _shipped(name: str, tmp_path: Path, files: tuple[str, ...] = ("config.yaml", "best.pt")) -> Path:
+    """A copy of ``pretrained/NAME``'s ``files``: evaluations write into it, never the checkout."""
+    run = tmp_path / name
     run.mkdir()
-    for file in ("config.yaml", "best.pt"):
-        (run / file).write_bytes((PRETRAINED / "vae" / file).read_bytes())
+    for file in files:
+        (run / file).write_bytes((PRETRAINED / name / file).read_bytes())
+    return run
+
+
+def test_samples_are_drawn_in_float32_unless_the_command_asks_for_another_precision(tmp_path, data_dir):
+    run = _shipped("vae", tmp_path)
     default = genmod("eval", run, "--metric", "fid", "--samples", 500, "--device", "cpu")
     assert default.exit_code == 0, default.output
     fp32 = json.loads((run / "eval.json").read_text())["sample_quality"]["fid"]
@@ -130,10 +133,7 @@ def test_samples_are_drawn_in_float32_unless_the_command_asks_for_another_precis
 
 
 def test_samples_that_diverge_stop_in_one_line_and_a_sampling_option_is_recorded(tmp_path, data_dir):
-    run = tmp_path / "glow"
-    run.mkdir()
-    for file in ("config.yaml", "best.pt"):
-        (run / file).write_bytes((PRETRAINED / "glow" / file).read_bytes())
+    run = _shipped("glow", tmp_path)
     # At temperature 1 some of the shipped Glow's inverses overflow (about 7 in 100).
     diverged = genmod("eval", run, "--metric", "fid", "--samples", 500, "--device", "cpu")
     (line,) = diverged.output.strip().splitlines()
