@@ -120,8 +120,8 @@ def generated_features(
             # square root stops in a traceback): say what happened instead.
             raise GenmodError(
                 f"{diverged} of {size} samples had pixels that are not finite (NaN or inf): the model's "
-                "sampling diverged; sample-quality metrics need finite images (a flow: try "
-                "--option temperature=0.7, as the Glow paper samples; genmod info MODEL)"
+                "sampling diverged; sample-quality metrics need finite images (a sampling "
+                "--option may keep them finite, e.g. a flow's temperature: genmod info MODEL)"
             )
         parts.append(features_of(network, drawn))
         done += size

@@ -78,8 +78,8 @@ class KID(Evaluator):
     def _se(self, generated: Tensor, real: Tensor) -> float:
         """The standard error from a partition of the images into disjoint subsets of the same
         size, whose KIDs are independent. The random subsets overlap, so their spread over
-        the square root of their number would understate it (3x for 100 subsets of 1000 of
-        10,000 images); the partition's mean uses no image twice, so this errs high."""
+        the square root of their number would understate it; the partition's mean uses no
+        image twice, so this errs high."""
         from torch_fidelity.metric_kid import kernel_mmd
 
         parts = min(len(generated), len(real)) // self.size
